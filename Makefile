@@ -1,0 +1,73 @@
+# hpclab — the two commands a new user needs:
+#   make lab     set up, then JupyterLab on the course with a local 2-engine cluster
+#   make test    set up, then the whole test suite (what CI runs)
+# `make demo` is the headless variant of `make lab`.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTEST  := $(PY) -m pytest
+ENGINES ?= 2
+# torch's CPU wheel (about 200 MB) rather than the multi-GB CUDA one; on a GPU node use
+# `make setup TORCH=torch` to get the CUDA build.
+TORCH   ?= torch==2.13.0
+
+.PHONY: setup system-deps lab demo test test-fast test-slow test-cluster test-notebooks \
+        test-browser test-slurm test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
+        bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev,deploy,slides]'
+	touch $@
+
+system-deps:
+	bash .ci/system-deps
+
+lab: setup
+	$(VENV)/bin/hpclab lab --engines $(ENGINES)
+
+demo: setup
+	$(VENV)/bin/hpclab demo --engines $(ENGINES) --out out/demo
+
+# Everything CI checks except the `slow` tier (which has its own target below).
+test: setup system-deps
+	$(PYTEST) -m "not slow"
+
+test-fast: setup
+	$(PYTEST) -m "not cluster and not slow and not browser and not slurm and not notebooks"
+
+test-slow: setup system-deps
+	$(PYTEST) -m slow
+
+test-cluster: setup
+	$(PYTEST) -m cluster
+
+test-notebooks: setup
+	$(PYTEST) -m notebooks
+
+test-browser: setup system-deps
+	$(PYTEST) -m browser
+
+test-slurm: setup system-deps
+	$(PYTEST) -m slurm
+
+test-gpu: setup
+	$(PYTEST) -m gpu
+
+test-unit-a test-unit-b test-unit-c test-unit-d: setup
+	$(PYTEST) -m "$(subst -,_,$(subst test-,,$@))"
+
+bench: setup
+	$(VENV)/bin/hpclab bench optim
+	$(VENV)/bin/hpclab bench comm
+	$(VENV)/bin/hpclab bench dp
+
+lint: setup
+	$(PY) -m ruff check hpclab tests
+
+clean:
+	rm -rf $(VENV) out runs .pytest_cache .hypothesis
