@@ -1,0 +1,64 @@
+"""The distributed context: who am I, who are my peers, where do my tensors live.
+
+Every piece of distributed code in hpclab receives a `DistContext` explicitly (no
+module-level globals), whether it runs on an ipyparallel engine (`cluster.run(fn)` calls
+`fn(ctx, ...)`), in processes spawned on this machine (`hpclab.cluster.spawn.run_local`) or
+under torchrun (`DistContext.from_env()`).
+
+    def hello(ctx):
+        ctx.log("I am rank", ctx.rank, "of", ctx.world_size, "on", ctx.device)
+        ctx.print0("only rank 0 prints this")
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int = 0
+    host: str = field(default_factory=socket.gethostname)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str = "gloo"
+    group: Any = None          # None means torch.distributed's default group
+    timeout: float = 60.0      # seconds any wait may take before it is an error
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        return timedelta(seconds=self.timeout)
+
+    def print0(self, *args, **kwargs) -> None:
+        """print on rank 0 only (the notebook would otherwise see world_size copies)."""
+        if self.rank == 0:
+            print(*args, **kwargs, flush=True)
+
+    def log(self, *args, **kwargs) -> None:
+        """print with a `[rank r/p host]` prefix."""
+        print(f"[rank {self.rank}/{self.world_size} {self.host}]", *args, **kwargs, flush=True)
+
+    def where(self) -> str:
+        """`rank r on host h`: the phrase every distributed error message uses."""
+        return f"rank {self.rank} on host {self.host}"
+
+    @classmethod
+    def from_env(cls, timeout: float = 60.0) -> "DistContext":
+        """Context of an already-initialised process group (torchrun, mp.spawn, engines)."""
+        if not dist.is_initialized():
+            raise RuntimeError("torch.distributed is not initialised: call "
+                               "dist.init_process_group(...) first, or use hpclab.connect()")
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        backend = dist.get_backend()
+        device = (torch.device(f"cuda:{local_rank}") if backend == "nccl"
+                  else torch.device("cpu"))
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                   local_rank=local_rank, device=device, backend=backend, timeout=timeout)
