@@ -1,0 +1,35 @@
+"""hpclab.cluster: a notebook connected to real processes.
+
+    import hpclab
+    with hpclab.connect(n=4) as cluster:            # 4 ipyparallel engines on this machine
+        cluster.info()                              # ranks, hosts, devices, memory
+        cluster.run(lambda ctx: ctx.rank)           # -> [0, 1, 2, 3]
+
+Files: cluster.py (connect, Cluster), engine.py (what runs on each engine at connect),
+handle.py (run_async's handle), info.py (the info table), launchers.py (local | slurm |
+mpi seam), errors.py, context.py (DistContext), spawn.py (run_local: forked processes).
+ipyparallel is imported only when `connect`/`Cluster` are first used.
+"""
+
+from importlib import import_module
+
+from hpclab.cluster.context import DistContext
+from hpclab.cluster.errors import ClusterError, ClusterTimeout, RankError
+
+_LAZY = {
+    "connect": "hpclab.cluster.cluster",
+    "Cluster": "hpclab.cluster.cluster",
+    "RunHandle": "hpclab.cluster.handle",
+    "ClusterInfo": "hpclab.cluster.info",
+    "get_launcher": "hpclab.cluster.launchers",
+    "run_local": "hpclab.cluster.spawn",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hpclab.cluster' has no attribute {name!r}")
+
+
+__all__ = sorted(["DistContext", "ClusterError", "ClusterTimeout", "RankError", *_LAZY])
