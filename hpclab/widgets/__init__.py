@@ -1,0 +1,33 @@
+"""Live widgets for the course: the only part of hpclab that imports ipywidgets.
+
+    from hpclab.widgets import Dashboard, OptimizerPlayground, AllReduceVisualiser, ClusterPanel
+
+    Dashboard              loss / throughput / time split while a job trains (fit callback
+                           or Job.subscribe), progress, ETA and a Stop button
+    OptimizerPlayground    trajectories of several optimizers on a 2-D function, animated
+    AllReduceVisualiser    ranks as boxes, chunks moving step by step from a real comm trace
+    ClusterPanel           engines with host, device, memory, status, and a restart action
+
+Each widget draws with matplotlib into an ipympl canvas (see figure.py for why) and has a
+`snapshot()` giving a static PNG, so exported HTML and CI logs show the final picture.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "Dashboard": "hpclab.widgets.dashboard",
+    "DashboardState": "hpclab.widgets.dashboard_state",
+    "OptimizerPlayground": "hpclab.widgets.playground",
+    "AllReduceVisualiser": "hpclab.widgets.allreduce",
+    "ClusterPanel": "hpclab.widgets.cluster_panel",
+}
+
+
+def __getattr__(name):
+    # Lazy: importing hpclab.widgets must not pull in ipympl until a widget is made.
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hpclab.widgets' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

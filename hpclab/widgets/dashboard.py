@@ -1,0 +1,232 @@
+"""The live training dashboard: loss, throughput and time split while a job trains.
+
+Single process (a callback of `hpclab.train.fit`):
+
+    dash = Dashboard(total_steps=200)
+    display(dash)
+    history = hpclab.train.fit(..., callbacks=[dash])
+
+Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job at once):
+
+    job = trainer.fit(...)
+    dash = Dashboard.for_job(job, total_steps=200)     # subscribes; Stop calls job.stop()
+    display(dash)
+
+Calling the dashboard with a record only appends it (microseconds); a background
+`Renderer` folds records in and redraws at most every `max_latency` seconds, slower if a
+draw is expensive, so drawing stays under `budget` of the wall time. `dash.snapshot()`
+returns a static PNG of the current state (for exported HTML, nbval and CI logs).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import ipywidgets as W
+
+from hpclab.metrics import StepRecord
+from hpclab.widgets.dashboard_state import DashboardState
+from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png, live_figure
+from hpclab.widgets.renderer import Renderer
+
+SPLIT_NAMES = ("compute", "comm", "optimizer", "other")
+SPLIT_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c0c0c0")
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
+
+
+class DashboardPlot:
+    """The dashboard's three Axes (loss, throughput, time split) and their artists.
+
+    Artists are created once per rank and then only get new data (`set_data`, bar
+    widths), and the layout is fixed: a redraw is then a plain rasterisation, several
+    times cheaper than clearing the Axes and running constrained layout again.
+    """
+
+    def __init__(self, fig):
+        self.fig = fig
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.25)
+        self.ax_loss, self.ax_thr, self.ax_split = fig.subplots(1, 3, width_ratios=[1, 1, 0.8])
+        self.ax_loss.set(title="loss", xlabel="step")
+        self.ax_thr.set(title="throughput (samples/s)", xlabel="step")
+        self.ax_split.set(title="time per step (ms)")
+        self.loss_lines: dict[int, object] = {}
+        self.thr_lines: dict[int, object] = {}
+        self.loss_mean = self.ax_loss.plot([], [], color="black", lw=2, label="mean")[0]
+        self.val = self.ax_loss.plot([], [], "o-", color="crimson", ms=3, lw=1,
+                                     label="validation")[0]
+        self.thr_total = self.ax_thr.plot([], [], color="black", lw=2, label="total")[0]
+        self.bars: list = []
+        self.bar_rows: list[str] = []
+
+    def _rank_line(self, lines, ax, rank):
+        if rank not in lines:
+            lines[rank] = ax.plot([], [], lw=1, alpha=0.7, label=f"rank {rank}")[0]
+            ax.legend(fontsize=7, loc="upper right")
+        return lines[rank]
+
+    def update(self, state: DashboardState) -> None:
+        multi = len(state.ranks) > 1
+        for r, s in state.ranks.items():
+            self._rank_line(self.loss_lines, self.ax_loss, r).set_data(s.steps, s.loss)
+            if multi:
+                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(s.steps, s.throughput)
+        self.loss_mean.set_data(*state.loss_aggregate())
+        self.val.set_data(*state.val_aggregate())
+        self.thr_total.set_data(*state.throughput_aggregate())
+        if state.ranks and self.ax_thr.get_legend() is None:
+            self.ax_loss.legend(fontsize=7, loc="upper right")
+            self.ax_thr.legend(fontsize=7, loc="upper right")
+        for ax in (self.ax_loss, self.ax_thr):
+            ax.relim()
+            ax.autoscale_view()
+        self._update_bars(state, multi)
+
+    def _update_bars(self, state: DashboardState, multi: bool) -> None:
+        rows = [("all", state.time_split())]
+        if multi:
+            rows += [(f"rank {r}", state.time_split(r)) for r in sorted(state.ranks)]
+        names = [n for n, _ in rows]
+        if names != self.bar_rows:       # a new rank: build the bars again
+            self.ax_split.clear()
+            self.ax_split.set(title="time per step (ms)")
+            self.bars = [self.ax_split.barh(names, [0] * len(names), color=color, label=name)
+                         for name, color in zip(SPLIT_NAMES, SPLIT_COLORS)]
+            self.ax_split.invert_yaxis()
+            self.ax_split.legend(fontsize=7, loc="lower right")
+            self.bar_rows = names
+        left = [0.0] * len(rows)
+        for i, bars in enumerate(self.bars):
+            for j, rect in enumerate(bars):
+                width = 1e3 * rows[j][1][i]
+                rect.set_x(left[j])
+                rect.set_width(width)
+                left[j] += width
+        self.ax_split.set_xlim(0, max(max(left), 1e-3) * 1.05)
+
+
+class Dashboard(StaticFallback, W.VBox):
+    def __init__(self, total_steps: int | None = None, title: str = "training",
+                 max_latency: float = 0.5, budget: float = 0.03, window: int = 20):
+        self.state = DashboardState(total_steps=total_steps, window=window)
+        self.fig, self.canvas = live_figure(figsize=(11, 3.0), layout=None)
+        self.plot = DashboardPlot(self.fig)
+        self.title = title
+        self.status = W.HTML(f"<b>{title}</b>: waiting for the first step")
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
+                                        layout=W.Layout(width="320px"))
+        self.points = W.IntText(value=0, description="points", disabled=True,
+                                layout=W.Layout(width="160px"))
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop")
+        self.stop_button.on_click(lambda _: self.stop())
+        self.stop_requested = False
+        self.finished = False
+        self._job = None
+        self._pending: list = []
+        self._lock = threading.Lock()
+        self.renderer = Renderer(self._update, max_latency=max_latency, budget=budget)
+        super().__init__([
+            W.HBox([self.status]),
+            W.HBox([self.progress, self.points, self.stop_button]),
+            self.canvas,
+        ])
+        self.renderer.start()
+
+    # -- feeding ----------------------------------------------------------------------
+    def __call__(self, record: StepRecord | list) -> None:
+        """Callback for fit() and Job.subscribe(): queue the record(s) for drawing."""
+        with self._lock:
+            if isinstance(record, (list, tuple)):
+                self._pending.extend(record)
+            else:
+                self._pending.append(record)
+        self.renderer.poke()
+        # fit() treats a callback's truthy return as "stop now" (see hpclab.train)
+        return self.stop_requested
+
+    on_step = __call__
+
+    @classmethod
+    def for_job(cls, job, total_steps: int | None = None, **kwargs) -> "Dashboard":
+        dash = cls(total_steps=total_steps, **kwargs)
+        dash.attach(job)
+        return dash
+
+    def attach(self, job) -> "Dashboard":
+        """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
+        self._job = job
+        job.subscribe(self)
+        return self
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self.stop_button.disabled = True
+        self.stop_button.description = "stopping"
+        if self._job is not None:
+            self._job.stop()
+
+    # -- drawing (renderer thread) ----------------------------------------------------
+    def _update(self) -> None:
+        with DRAW_LOCK:
+            with self._lock:
+                new, self._pending = self._pending, []
+            if not new and self.state.n_records:
+                return
+            self.state.add(new)
+            self.plot.update(self.state)
+            self.canvas.draw()
+            self._update_controls()
+        if (self.state.total_steps and self.state.steps_done >= self.state.total_steps
+                and not self.finished):
+            self.finished = True
+            self.stop_button.disabled = True
+            self.stop_button.description = "done"
+
+    def _update_controls(self) -> None:
+        st = self.state
+        self.progress.value = st.progress
+        self.points.value = st.n_points
+        total = st.total_steps or "?"
+        loss = st.loss_aggregate()[1]
+        thr = st.throughput_aggregate()[1]
+        parts = [f"<b>{self.title}</b>: step {st.steps_done}/{total}",
+                 f"{len(st.ranks)} rank(s)"]
+        if loss:
+            parts.append(f"loss {loss[-1]:.4g}")
+        if thr:
+            parts.append(f"{thr[-1]:,.0f} samples/s")
+        parts.append(f"ETA {_fmt_seconds(st.eta())}")
+        parts.append(f"drawing {100 * self.renderer.stats.duty_cycle:.1f}% of wall time")
+        self.status.value = " · ".join(parts)
+
+    def flush(self) -> None:
+        """Draw everything received so far, now (from the calling thread)."""
+        self.renderer.draw_now()
+
+    def close_renderer(self) -> None:
+        """Stop the background thread after a last draw."""
+        self.renderer.stop()
+
+    # -- static output ----------------------------------------------------------------
+    def figure(self):
+        """A fresh static matplotlib Figure of the current state (for savefig)."""
+        from matplotlib.figure import Figure
+
+        with DRAW_LOCK:
+            with self._lock:
+                new, self._pending = self._pending, []
+            self.state.add(new)
+            fig = Figure(figsize=(11, 3.0), dpi=80)
+            DashboardPlot(fig).update(self.state)
+        return fig
+
+    def snapshot(self):
+        """An inline PNG of the current state: shows in exported HTML and CI logs."""
+        from IPython.display import Image
+
+        return Image(data=figure_png(self.figure()))

@@ -1,0 +1,84 @@
+"""Live matplotlib figures for widgets, with a static picture for headless runs.
+
+Every hpclab widget draws into one `matplotlib.figure.Figure` shown through ipympl's
+canvas widget. ipympl was chosen over bqplot and anywidget because (1) the widgets reuse
+the course's plotting code unchanged (students already read matplotlib), (2)
+`canvas.draw()` renders in the kernel and pushes one PNG diff to the page, so a
+background thread can refresh a plot while a cell is still running, and (3) no
+JavaScript is written by us.
+
+    fig, canvas = live_figure(figsize=(9, 3))
+    ax = fig.add_subplot()
+    ... ax.plot(...) ...
+    canvas.draw()                 # push the new picture to the browser (any thread)
+    png = figure_png(fig)         # bytes, for headless output or a saved file
+
+`StaticFallback` gives a widget a `_repr_mimebundle_` carrying a PNG and an <img> next
+to the widget view, so nbconvert/nbval/exported HTML show a picture instead of a blank
+box (the same trick ipympl uses for its own canvas).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+from matplotlib.figure import Figure
+
+# matplotlib is not thread-safe: every draw of a widget figure takes this lock, so the
+# renderer thread and a cell calling snapshot() never rasterise at the same time.
+DRAW_LOCK = threading.RLock()
+
+
+def live_figure(figsize=(9.0, 3.0), dpi: int = 72, layout: str | None = "constrained"):
+    """A Figure and its ipympl canvas widget, outside pyplot's global figure registry.
+
+    Pass layout=None for figures redrawn many times a second: constrained layout costs
+    more than the drawing itself."""
+    from ipympl.backend_nbagg import Canvas, FigureManager
+
+    fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
+    canvas = Canvas(fig)
+    FigureManager(canvas, 0)  # ipympl pushes images through the manager's socket list
+    canvas.header_visible = False
+    canvas.footer_visible = False
+    canvas.toolbar_visible = False
+    canvas.resizable = False
+    canvas.capture_scroll = False
+    return fig, canvas
+
+
+def has_frontend(canvas) -> bool:
+    """True once a browser has rendered this canvas (ipympl stops syncing its data URL)."""
+    return not getattr(canvas, "syncing_data_url", True)
+
+
+def figure_png(fig: Figure, dpi: int | None = None) -> bytes:
+    with DRAW_LOCK:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    return buf.getvalue()
+
+
+def draw(canvas) -> float:
+    """Render `canvas` now and push it to the page; returns the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    with DRAW_LOCK:
+        canvas.draw()
+    return time.perf_counter() - t0
+
+
+class StaticFallback:
+    """Mixin for a widget container: add a PNG of `self.fig` to its display bundle."""
+
+    fig: Figure
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        png = base64.b64encode(figure_png(self.fig)).decode("ascii")
+        bundle["image/png"] = png
+        bundle["text/html"] = f"<img src='data:image/png;base64,{png}'/>"
+        return bundle
