@@ -1,0 +1,224 @@
+"""`hpclab grade`: student copies and autograding of the exercises, done by nbgrader.
+
+The exercises follow nbgrader's course layout under `notebooks/exercises/`:
+
+    source/<assignment>/<name>.ipynb    the instructor's notebook, solutions and hidden tests
+    release/<assignment>/<name>.ipynb   the student copy, generated from source (committed)
+
+Commands (each also a Python function of the same name):
+
+    hpclab grade generate [ASSIGNMENT ...]        source/ -> release/ (nbgrader generate_assignment)
+    hpclab grade check                            release/ is what generate would write now
+    hpclab grade autograde SUBMISSION [--student ID]
+                                                  score a submission (nbgrader autograde):
+                                                  a folder of notebooks of one assignment, or
+                                                  a folder with one sub-folder per assignment
+
+nbgrader does all the grading work: solution cells are cut between `### BEGIN SOLUTION` /
+`### END SOLUTION`, hidden tests between `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS`,
+and autograde puts the instructor's test cells back before it runs the submission. This
+module only builds a throw-away nbgrader course directory (so no gradebook or log lands in
+the repository), calls nbgrader's Python API there and copies results back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+EXERCISES = Path(__file__).resolve().parent.parent / "notebooks" / "exercises"
+# A generous per-cell limit: the ring all-reduce exercise forks process groups.
+CELL_TIMEOUT_S = 300
+
+
+@dataclass
+class Score:
+    """One notebook's result: points earned out of the points available."""
+    assignment: str
+    notebook: str
+    score: float
+    max_score: float
+
+
+def _assignments(exercises: Path) -> list[str]:
+    source = exercises / "source"
+    if not source.is_dir():
+        raise FileNotFoundError(f"no source/ folder under {exercises}: the exercises live in "
+                                "notebooks/exercises/source/<assignment>/*.ipynb")
+    return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def _api(course: Path):
+    """An NbGraderAPI on a scratch course directory `course` (quiet, own gradebook)."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    config.ExecutePreprocessor.timeout = CELL_TIMEOUT_S
+    config.Execute.timeout = CELL_TIMEOUT_S
+    config.NbGraderAPI.log_level = "WARN"
+    return NbGraderAPI(config=config)
+
+
+def _check(result: dict, what: str) -> None:
+    if not result.get("success"):
+        raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error') or result.get('log')}")
+
+
+def _generate_into(exercises: Path, course: Path, names: list[str]) -> None:
+    shutil.copytree(exercises / "source", course / "source",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"), dirs_exist_ok=True)
+    api = _api(course)
+    for name in names:
+        _check(api.generate_assignment(name, force=True, create=True), f"generate {name}")
+
+
+def generate(assignments: list[str] | None = None, exercises: Path = EXERCISES,
+             out: Path | None = None) -> list[Path]:
+    """Write student copies of `assignments` (default: all) to `out` (default: release/)."""
+    exercises = Path(exercises)
+    known = _assignments(exercises)
+    names = list(assignments or known)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown assignment(s) {unknown}; known: {known}")
+    out = Path(out) if out is not None else exercises / "release"
+    written = []
+    with tempfile.TemporaryDirectory(prefix="hpclab-grade-") as tmp:
+        course = Path(tmp)
+        _generate_into(exercises, course, names)
+        for name in names:
+            target = out / name
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(course / "release" / name, target)
+            written += sorted(target.glob("*.ipynb"))
+    return written
+
+
+def _cells(path: Path) -> list:
+    """A notebook's cells without volatile fields, for comparing copies."""
+    cells = json.loads(path.read_text())["cells"]
+    for cell in cells:
+        cell.pop("id", None)
+    return cells
+
+
+def check(exercises: Path = EXERCISES) -> list[str]:
+    """Problems that make release/ differ from a fresh generate; empty when in sync."""
+    exercises = Path(exercises)
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="hpclab-check-") as tmp:
+        fresh = Path(tmp) / "release"
+        generate(exercises=exercises, out=fresh)
+        have = {p.relative_to(exercises / "release") for p in (exercises / "release").rglob("*")
+                if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+        want = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+        problems += [f"missing in release/: {p}" for p in sorted(want - have)]
+        problems += [f"not generated from any source: release/{p}" for p in sorted(have - want)]
+        for rel in sorted(want & have):
+            a, b = exercises / "release" / rel, fresh / rel
+            same = (_cells(a) == _cells(b)) if rel.suffix == ".ipynb" else (
+                a.read_bytes() == b.read_bytes())
+            if not same:
+                problems.append(f"out of date: release/{rel}")
+    return problems
+
+
+def _submitted_assignments(submission: Path, known: list[str]) -> dict[str, Path]:
+    """Map assignment -> folder holding its submitted notebooks."""
+    if submission.name in known and any(submission.glob("*.ipynb")):
+        return {submission.name: submission}
+    found = {p.name: p for p in submission.iterdir() if p.is_dir() and p.name in known}
+    if found:
+        return found
+    # A flat folder of notebooks: recognise the assignment by the notebook names.
+    names = {p.name for p in submission.glob("*.ipynb")}
+    for a in known:
+        if names & {p.name for p in (EXERCISES / "source" / a).glob("*.ipynb")}:
+            return {a: submission}
+    raise ValueError(f"{submission} holds no notebook of a known assignment ({known}); pass "
+                     "the folder of one assignment, e.g. notebooks/exercises/release/b1_gd_step")
+
+
+def autograde(submission: Path, student: str = "student", exercises: Path = EXERCISES,
+              keep: Path | None = None) -> list[Score]:
+    """Score a submission with nbgrader autograde; one Score per notebook.
+
+    `keep`: a folder to copy the executed (autograded) notebooks to, e.g. to read the
+    tracebacks of the failing tests.
+    """
+    from nbgrader.api import Gradebook
+
+    submission, exercises = Path(submission), Path(exercises)
+    if not submission.is_dir():
+        raise FileNotFoundError(f"submission folder {submission} does not exist")
+    known = _assignments(exercises)
+    todo = _submitted_assignments(submission, known)
+    scores = []
+    with tempfile.TemporaryDirectory(prefix="hpclab-autograde-") as tmp:
+        course = Path(tmp)
+        _generate_into(exercises, course, sorted(todo))  # fills the gradebook with the tests
+        api = _api(course)
+        for name, folder in sorted(todo.items()):
+            dest = course / "submitted" / student / name
+            shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+            with warnings.catch_warnings():  # SQLAlchemy chatter inside nbgrader
+                warnings.simplefilter("ignore")
+                _check(api.autograde(name, student, force=True, create=True),
+                       f"autograde {name}")
+        if keep is not None:
+            shutil.copytree(course / "autograded" / student, keep, dirs_exist_ok=True)
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            for name in sorted(todo):
+                sub = gb.find_submission(name, student)
+                for nb in sub.notebooks:
+                    scores.append(Score(name, nb.name, float(nb.score), float(nb.max_score)))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hpclab grade", description=__doc__.split("\n")[0])
+    parser.add_argument("--exercises", type=Path, default=EXERCISES,
+                        help="folder with source/ and release/ (default: the course's)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="write student copies into release/")
+    g.add_argument("assignments", nargs="*")
+    sub.add_parser("check", help="fail if release/ is out of sync with source/")
+    a = sub.add_parser("autograde", help="score a submission folder")
+    a.add_argument("submission", type=Path)
+    a.add_argument("--student", default="student")
+    a.add_argument("--keep", type=Path, default=None,
+                   help="copy the executed notebooks (with tracebacks) to this folder")
+    args = parser.parse_args(argv)
+
+    if args.command == "generate":
+        for path in generate(args.assignments, exercises=args.exercises):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "check":
+        problems = check(args.exercises)
+        for p in problems:
+            print(p, file=sys.stderr)
+        if problems:
+            print("run `hpclab grade generate` and commit release/", file=sys.stderr)
+            return 1
+        print("release/ is in sync with source/")
+        return 0
+    scores = autograde(args.submission, args.student, exercises=args.exercises, keep=args.keep)
+    for s in scores:
+        print(f"{s.assignment}/{s.notebook}: {s.score:g} / {s.max_score:g}")
+    print(f"total: {sum(s.score for s in scores):g} / {sum(s.max_score for s in scores):g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
