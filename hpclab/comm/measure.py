@@ -1,0 +1,79 @@
+"""Measure the machine: α and β by ping-pong, γ by local reduction, collectives by timing.
+
+Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_local):
+
+    pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
+    red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
+    params = model.fit(list(pp), list(pp.values()), list(red), list(red.values()))
+    t = time_all_reduce(x, "ring")             # seconds, same value on every rank
+
+Every figure is the *minimum* over `repeats` runs: on a shared machine the other users
+only ever add time, so the minimum is the most repeatable estimate of what the hardware
+and the algorithm cost. A collective's time is the slowest rank's (it is over when the
+last rank is done), each run starting from a barrier.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
+
+from hpclab.comm.collectives import all_reduce
+from hpclab.comm.p2p import Comm
+
+
+def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
+    """One-way message time (half a round trip) between ranks 0 and 1, per size in bytes.
+    Goes through the same send/recv path as the algorithms, so α includes their overhead."""
+    comm = Comm.of(group, timeout, collective="ping_pong", algorithm="naive", trace=None)
+    times = torch.zeros(len(sizes), dtype=torch.float64)
+    if comm.world_size > 1 and comm.rank < 2:
+        peer = 1 - comm.rank
+        for i, nbytes in enumerate(sizes):
+            buf = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
+            best = float("inf")
+            for _ in range(repeats + 1):    # +1: the first round trip sets up buffers
+                start = time.perf_counter()
+                if comm.rank == 0:
+                    comm.send(buf, peer, step=0, phase="ping")
+                    comm.recv(buf, peer, step=1, phase="pong")
+                else:
+                    comm.recv(buf, peer, step=0, phase="ping")
+                    comm.send(buf, peer, step=1, phase="pong")
+                best = min(best, (time.perf_counter() - start) / 2)
+            times[i] = best
+    if comm.world_size > 1:
+        dist.broadcast(times, group_src=0, group=group)
+    return {int(n): float(t) for n, t in zip(sizes, times)}
+
+
+def reduction_times(sizes, dtype=torch.float32, repeats: int = 10) -> dict[int, float]:
+    """Seconds to add two local vectors of `nbytes` (what one reduction step costs)."""
+    out = {}
+    for nbytes in sizes:
+        n = max(int(nbytes) // torch.empty(0, dtype=dtype).element_size(), 1)
+        a, b = torch.ones(n, dtype=dtype), torch.ones(n, dtype=dtype)
+        best = float("inf")
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            a.add_(b)
+            best = min(best, time.perf_counter() - start)
+        out[int(nbytes)] = best
+    return out
+
+
+def time_all_reduce(x: torch.Tensor, algorithm: str, repeats: int = 5, warmup: int = 1,
+                    group=None, timeout=None) -> float:
+    """Best-of-`repeats` time of `hpclab.comm.all_reduce(x, algorithm=...)` in seconds,
+    each run timed from a barrier to the slowest rank's finish; same on every rank."""
+    times = torch.zeros(repeats, dtype=torch.float64)
+    for i in range(-warmup, repeats):
+        dist.barrier(group=group)
+        start = time.perf_counter()
+        all_reduce(x, algorithm=algorithm, group=group, timeout=timeout)
+        if i >= 0:
+            times[i] = time.perf_counter() - start
+    dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
+    return float(times.min())

@@ -1,0 +1,155 @@
+"""The α–β–γ cost model of the all-reduce algorithms, and how to fit it.
+
+A message of n bytes costs α + n·β (α: latency in seconds, β: seconds per byte, 1/β the
+bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vector:
+
+    naive               2(p−1)·(α + nβ) + (p−1)·nγ
+    parameter_server    2(p−1)·α + 2(p−1)/p·nβ + (p−1)/p·nγ     (sharded: like the ring)
+    ring                2(p−1)·α + 2(p−1)/p·nβ + (p−1)/p·nγ
+    recursive_doubling  log₂p·(α + nβ + nγ)
+    halving_doubling    2·log₂p·α + 2(p−1)/p·nβ + (p−1)/p·nγ
+    tree                critical path of the binary heap: ≈ 2d(α + nβ + nγ) + 2d(α + nβ),
+                        d = ⌊log₂p⌋ (a parent serves its two children one after the other)
+    torch               modelled as the ring (gloo's and NCCL's large-message algorithm)
+
+When p is not a power of two the recursive algorithms run on p' = 2^⌊log₂p⌋ ranks and
+pay 2(α + nβ) + nγ more to fold the extra ranks in and out.
+
+Bandwidths of a measured all-reduce taking t seconds on n bytes:
+
+    algbw = n / t                   (what the user sees)
+    busbw = algbw · 2(p−1)/p        (what each link carried: comparable across p, and
+                                     with the ping-pong bandwidth 1/β)
+
+    params = fit(ping_pong_bytes, ping_pong_seconds, reduce_bytes, reduce_seconds)
+    predict("ring", 16 << 20, 4, params);  best_algorithm(16 << 20, 4, params)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ALGORITHMS = ("naive", "parameter_server", "ring", "recursive_doubling", "halving_doubling",
+              "tree", "torch")
+
+
+@dataclass
+class Params:
+    alpha: float   # s per message
+    beta: float    # s per byte sent
+    gamma: float   # s per byte reduced
+
+    def __str__(self) -> str:
+        return (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
+                f"({1e-9 / self.beta:.2f} GB/s), γ = {self.gamma * 1e9:.3f} ns/B")
+
+
+def naive(n: float, p: int, c: Params) -> float:
+    return 2 * (p - 1) * (c.alpha + n * c.beta) + (p - 1) * n * c.gamma
+
+
+def ring(n: float, p: int, c: Params) -> float:
+    return 2 * (p - 1) * c.alpha + 2 * (p - 1) / p * n * c.beta + (p - 1) / p * n * c.gamma
+
+
+def parameter_server(n: float, p: int, c: Params) -> float:
+    return ring(n, p, c)
+
+
+def recursive_doubling(n: float, p: int, c: Params) -> float:
+    p2 = _p2(p)
+    return math.log2(p2) * (c.alpha + n * c.beta + n * c.gamma) + _fold(n, p, c)
+
+
+def halving_doubling(n: float, p: int, c: Params) -> float:
+    p2 = _p2(p)
+    return (2 * math.log2(p2) * c.alpha + 2 * (p2 - 1) / p2 * n * c.beta
+            + (p2 - 1) / p2 * n * c.gamma + _fold(n, p, c))
+
+
+def tree(n: float, p: int, c: Params) -> float:
+    """Reduce up the binary heap, then broadcast down it; each parent handles its children
+    one after the other (one message at a time per rank)."""
+    hop = c.alpha + n * c.beta
+
+    def reduced(v: int) -> float:      # when node v has the sum of its subtree
+        t = 0.0
+        for child in (2 * v + 1, 2 * v + 2):
+            if child < p:
+                t = max(t, reduced(child)) + hop + n * c.gamma
+        return t
+
+    def received(v: int, t: float) -> float:   # when the last node under v has the result
+        last = t
+        for k, child in enumerate(c for c in (2 * v + 1, 2 * v + 2) if c < p):
+            last = max(last, received(child, t + (k + 1) * hop))
+        return last
+
+    return received(0, reduced(0))
+
+
+def torch(n: float, p: int, c: Params) -> float:
+    return ring(n, p, c)
+
+
+FORMULAS = {"naive": naive, "parameter_server": parameter_server, "ring": ring,
+            "recursive_doubling": recursive_doubling, "halving_doubling": halving_doubling,
+            "tree": tree, "torch": torch}
+
+
+def predict(algorithm: str, nbytes: float, p: int, params: Params) -> float:
+    """Predicted all-reduce time in seconds (0 on one rank: nothing to send)."""
+    if algorithm not in FORMULAS:
+        raise ValueError(f"no cost formula for algorithm {algorithm!r}; choose one of "
+                         f"{list(FORMULAS)}")
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    return 0.0 if p == 1 else FORMULAS[algorithm](nbytes, p, params)
+
+
+def best_algorithm(nbytes: float, p: int, params: Params,
+                   algorithms=("ring", "recursive_doubling", "halving_doubling", "tree",
+                               "parameter_server", "naive")) -> str:
+    """The algorithm with the smallest predicted time (ties: the earlier in the list)."""
+    return min(algorithms, key=lambda a: predict(a, nbytes, p, params))
+
+
+def alg_bandwidth(nbytes: float, seconds: float) -> float:
+    return nbytes / seconds
+
+
+def bus_bandwidth(nbytes: float, seconds: float, p: int) -> float:
+    return alg_bandwidth(nbytes, seconds) * 2 * (p - 1) / p
+
+
+def fit_alpha_beta(nbytes, seconds) -> tuple[float, float]:
+    """(α, β) of t = α + n·β, fitted to one-way ping-pong times with *relative* errors, so
+    that the 4-byte messages (which fix α) count as much as the 64 MiB ones (which fix β)."""
+    n, t = np.asarray(nbytes, float), np.asarray(seconds, float)
+    if n.size < 2 or np.unique(n).size < 2:
+        raise ValueError(f"need times for at least two message sizes, got sizes {n.tolist()}")
+    design = np.stack([np.ones_like(n), n], axis=1) / t[:, None]
+    (alpha, beta), *_ = np.linalg.lstsq(design, np.ones_like(t), rcond=None)
+    return max(float(alpha), 0.0), max(float(beta), 0.0)
+
+
+def fit_gamma(nbytes, seconds) -> float:
+    """γ: the slope of local reduction time against bytes (least squares through 0)."""
+    n, t = np.asarray(nbytes, float), np.asarray(seconds, float)
+    return float(np.dot(n, t) / np.dot(n, n))
+
+
+def fit(pp_bytes, pp_seconds, red_bytes, red_seconds) -> Params:
+    alpha, beta = fit_alpha_beta(pp_bytes, pp_seconds)
+    return Params(alpha, beta, fit_gamma(red_bytes, red_seconds))
+
+
+def _p2(p: int) -> int:
+    return 1 << (p.bit_length() - 1)
+
+
+def _fold(n: float, p: int, c: Params) -> float:
+    return 0.0 if p == _p2(p) else 2 * (c.alpha + n * c.beta) + n * c.gamma
