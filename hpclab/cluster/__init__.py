@@ -32,4 +32,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'hpclab.cluster' has no attribute {name!r}")
 
 
-__all__ = sorted(["DistContext", "ClusterError", "ClusterTimeout", "RankError", *_LAZY])
+__all__ = ["Cluster", "ClusterError", "ClusterInfo", "ClusterTimeout", "DistContext", "RankError",
+           "RunHandle", "connect", "get_launcher", "run_local"]

@@ -77,7 +77,7 @@ class LocalLauncher:
 
 def _load() -> str:
     try:
-        one, five, _ = os.getloadavg()
+        one, _, _ = os.getloadavg()
         return f"load average {one:.1f} on {os.cpu_count()} CPUs"
     except OSError:
         return "load average unknown"

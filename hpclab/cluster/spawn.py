@@ -21,6 +21,7 @@ raise an error naming the rank; the other processes are killed, so nothing hangs
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import socket
 import traceback
 from datetime import timedelta
@@ -48,7 +49,9 @@ def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
         ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank,
                           backend="gloo", timeout=timeout)
         try:
-            results.put((rank, "ok", fn(ctx, *args, **kwargs)))
+            # plain pickle, not multiprocessing's: torch would otherwise pass tensors as
+            # shared-memory handles that vanish when this process exits
+            results.put((rank, "ok", pickle.dumps(fn(ctx, *args, **kwargs))))
         finally:
             dist.destroy_process_group()
     except BaseException as exc:  # report everything, including KeyboardInterrupt
@@ -92,7 +95,7 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
                 continue
             if status == "error":
                 raise SpawnError(f"rank {rank} on {socket.gethostname()} failed: {value}")
-            out[rank] = value
+            out[rank] = pickle.loads(value)
     finally:
         for p in procs:
             p.join(timeout=2)

@@ -1,0 +1,190 @@
+"""Starting, attaching to and stopping ipyparallel clusters, always within a time limit.
+
+Used by `connect()` and `Cluster`; a student rarely calls these directly.
+
+    ipp_cluster, client = start_engines(LocalLauncher(), n=2, timeout=60)
+    ...
+    stop_owned(ipp_cluster)          # engines, nannies, controller: none left behind
+
+Why the process bookkeeping: ipyparallel stops what it started, but an engine killed with
+SIGKILL leaves its *nanny* (the watcher process that reports the death) re-parented, and an
+engine stuck in a C++ collective ignores SIGTERM. So we note every process of the cluster
+while it is healthy and make sure each one is gone after stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from hpclab.cluster.errors import ClusterError, ClusterTimeout
+
+_STOP_GRACE_S = 5.0   # how long stopped processes get before SIGKILL
+# An idle engine takes several seconds to exit on SIGTERM (ipyparallel's default grace is
+# 5 s); our engines hold nothing worth saving once their process group is destroyed.
+_ENGINE_TERM_GRACE_S = 1
+
+
+def _shorten_grace(ipp_cluster) -> None:
+    for engine_set in ipp_cluster.engines.values():
+        for launcher in getattr(engine_set, "launchers", {}).values():
+            if hasattr(launcher, "stop_seconds_until_kill"):
+                launcher.stop_seconds_until_kill = _ENGINE_TERM_GRACE_S
+
+
+def _tree(pids) -> set[int]:
+    """pids and all their descendants that exist now."""
+    import psutil
+    out = set()
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            out.add(pid)
+            out.update(c.pid for c in proc.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def cluster_processes(ipp_cluster) -> set[int]:
+    """Local pids of the controller, the engines and their helpers (nannies, hub workers)."""
+    roots = []
+    ctrl = getattr(ipp_cluster.controller, "process", None)
+    if ctrl is not None:
+        roots.append(ctrl.pid)
+    for engine_set in ipp_cluster.engines.values():
+        for launcher in getattr(engine_set, "launchers", {}).values():
+            if getattr(launcher, "pid", None):
+                roots.append(launcher.pid)
+    return _tree(roots)
+
+
+def _reap(pids: set[int], grace: float = _STOP_GRACE_S) -> None:
+    """Wait for pids to exit; SIGKILL whatever is still alive after `grace` seconds."""
+    import psutil
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+
+
+def _new_ipp_cluster(launcher, n: int):
+    import ipyparallel as ipp
+    kwargs = {"log_level": logging.WARNING, **launcher.cluster_kwargs(n)}
+    return ipp.Cluster(n=n, **kwargs)
+
+
+def _wait_for(client, n: int, timeout: float, launcher, t0: float) -> None:
+    try:
+        client.wait_for_engines(n, timeout=timeout, interactive=False)
+    except TimeoutError:
+        waited = time.monotonic() - t0
+        raise ClusterTimeout(
+            f"only {len(client.ids)} of {n} engines registered within {timeout:g} s. "
+            f"{launcher.diagnose(waited)}") from None
+
+
+def start_engines(launcher, n: int, timeout: float):
+    """Start a controller and n engines with `launcher`; (ipp.Cluster, Client) or an error.
+
+    Anything started is stopped again if the engines do not all register in time.
+    """
+    t0 = time.monotonic()
+    ipp_cluster = _new_ipp_cluster(launcher, n)
+    client = None
+    try:
+        ipp_cluster.start_controller_sync()
+        ipp_cluster.start_engines_sync(n)
+        client = ipp_cluster.connect_client_sync()
+        _wait_for(client, n, timeout, launcher, t0)
+        return ipp_cluster, client
+    except BaseException:
+        if client is not None:
+            client.close()
+        stop_owned(ipp_cluster, set())
+        raise
+
+
+def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
+                    known_pids: set[int]) -> None:
+    """Stop this cluster's engines (however broken) and start n fresh ones."""
+    t0 = time.monotonic()
+    engine_pids = _tree(known_pids)
+    ctrl = getattr(ipp_cluster.controller, "process", None)
+    engine_pids -= _tree([ctrl.pid]) if ctrl is not None else set()
+    _shorten_grace(ipp_cluster)
+    try:
+        ipp_cluster.stop_engines_sync()
+    finally:
+        _reap(engine_pids)
+    deadline = time.monotonic() + timeout
+    while client.ids and time.monotonic() < deadline:   # the hub notices the deaths
+        time.sleep(0.05)
+    ipp_cluster.start_engines_sync(n)
+    _wait_for(client, n, timeout, launcher, t0)
+
+
+def stop_owned(ipp_cluster, known_pids: set[int]) -> None:
+    """Stop engines and controller we started, then make sure no process is left.
+
+    `known_pids`: the cluster's processes noted while it was healthy (cluster_processes).
+    """
+    pids = set(known_pids) | cluster_processes(ipp_cluster)
+    _shorten_grace(ipp_cluster)
+    try:
+        ipp_cluster.stop_cluster_sync()
+    except Exception as exc:  # keep going: the reaping below is what prevents orphans
+        logging.getLogger("hpclab").warning("ipyparallel stop_cluster failed: %s", exc)
+    finally:
+        _reap(pids)
+
+
+def attach_client(profile, cluster_id, connection_file, n, timeout: float):
+    """(Client, engine ids) for a cluster someone else started; n engines, or all."""
+    import ipyparallel as ipp
+    try:
+        if connection_file is not None:
+            client = ipp.Client(url_file=connection_file, timeout=timeout)
+        else:
+            client = ipp.Client(profile=profile or "default", cluster_id=cluster_id or "",
+                                timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        where = connection_file or f"profile={profile or 'default'!r}, cluster_id={cluster_id!r}"
+        raise ClusterError(f"could not attach to the cluster at {where}: {exc}. Is it running "
+                           "(`ipcluster list`)? Start it with `ipcluster start -n 4`, or use "
+                           "hpclab.connect(n=4) to start engines here") from exc
+    try:
+        need = n or 1
+        try:
+            client.wait_for_engines(need, timeout=timeout, interactive=False)
+        except TimeoutError:
+            raise ClusterTimeout(f"the cluster answered but only {len(client.ids)} of "
+                                 f"{need} engines registered within {timeout:g} s; start more "
+                                 "engines (ipcluster engines -n ...) or ask for fewer") from None
+        ids = sorted(client.ids)
+        return client, (ids if n is None else ids[:n])
+    except BaseException:
+        client.close()
+        raise
+
+
+def leave_groups(client, engine_ids, timeout: float) -> None:
+    """Destroy the process group on each live engine; never blocks past `timeout`."""
+    from hpclab.cluster import engine
+    alive = set(client.ids)
+    ars = [client[eid].apply_async(engine.leave_group) for eid in engine_ids if eid in alive]
+    deadline = time.monotonic() + timeout
+    for ar in ars:
+        try:
+            ar.get(max(0.0, deadline - time.monotonic()))
+        except Exception:  # a busy or dead engine: it is being stopped anyway, or not ours
+            pass
