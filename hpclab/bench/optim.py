@@ -1,0 +1,177 @@
+"""`hpclab bench optim`: step time of hpclab.optim against torch.optim, in one run.
+
+    hpclab bench optim                       # 1M and 10M parameters, 7 repeats
+    hpclab bench optim --quick               # 1M only, fewer repeats (a minute)
+    hpclab bench optim --sizes 1e6 --repeats 9 --threads 2
+
+For SGD (momentum 0.9), Adam and AdamW it times one `opt.step()` of our loop and foreach
+implementations and of torch.optim with foreach=False, foreach=True and fused=True, on
+the same gradients, interleaving the variants repeat by repeat so that a busy machine
+slows all of them alike. It prints the min (and median) step time of each and the ratios
+
+    ours loop / torch foreach=False,   ours foreach / torch foreach=True
+
+(targets: <= 1.5 and <= 1.3), plus a roofline column: the bytes an optimizer must move
+per step (Adam: read θ, g, m, v and write θ, m, v = 7 × 4 = 28 bytes per fp32 parameter;
+SGD with momentum: 5 × 4 = 20) divided by the step time, as a fraction of the bandwidth
+of a plain tensor copy measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import hpclab.optim as ours
+
+# Bytes that must cross the memory bus per fp32 parameter and step (reads + writes).
+BYTES_PER_PARAM = {"SGD": 5 * 4, "Adam": 7 * 4, "AdamW": 7 * 4}
+HYPER = {"SGD": dict(lr=1e-3, momentum=0.9), "Adam": dict(lr=1e-3),
+         "AdamW": dict(lr=1e-3, weight_decay=1e-2)}
+
+
+@dataclass
+class Config:
+    sizes: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
+    repeats: int = 7
+    steps: int = 5           # steps per timed block (a block is one repeat of one variant)
+    layers: int = 16         # a model of `layers` weight matrices, each with a bias
+    threads: int = 1
+    optimizers: list[str] = field(default_factory=lambda: ["SGD", "Adam", "AdamW"])
+    compiled: bool = False   # also time hpclab.optim.fused_adam (torch.compile)
+
+
+def model_shapes(n: int, layers: int) -> list[tuple[int, ...]]:
+    """Shapes of `layers` square-ish (d × d) weights plus biases totalling about n."""
+    d = max(1, int((n / layers) ** 0.5))
+    return [s for _ in range(layers) for s in ((d, d), (d,))]
+
+
+def variants(name: str, compiled: bool) -> dict:
+    torch_cls, our_cls, kw = getattr(torch.optim, name), getattr(ours, name), HYPER[name]
+    out = {
+        "ours loop": lambda ps: our_cls(ps, foreach=False, **kw),
+        "ours foreach": lambda ps: our_cls(ps, foreach=True, **kw),
+        "torch loop": lambda ps: torch_cls(ps, foreach=False, **kw),
+        "torch foreach": lambda ps: torch_cls(ps, foreach=True, **kw),
+        "torch fused": lambda ps: torch_cls(ps, fused=True, **kw),
+    }
+    if compiled and name in ("Adam", "AdamW"):
+        from hpclab.optim.fused_adam import FusedAdam
+        decoupled = name == "AdamW"
+        out["ours compiled"] = lambda ps: FusedAdam(ps, decoupled_weight_decay=decoupled, **kw)
+    return out
+
+
+def copy_bandwidth(n: int, repeats: int) -> float:
+    """Bytes per second of dst.copy_(src) on n fp32 numbers (read n, write n)."""
+    src, dst = torch.randn(n), torch.empty(n)
+    dst.copy_(src)
+    times = []
+    for _ in range(max(3, repeats)):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t0)
+    return 2 * 4 * n / min(times)
+
+
+def time_optimizer(name: str, n: int, cfg: Config) -> dict[str, list[float]]:
+    """Per-step seconds of every variant, `cfg.repeats` samples each, interleaved."""
+    shapes = model_shapes(n, cfg.layers)
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [torch.randn(s, generator=gen) * 1e-3 for s in shapes]
+    runs = {}
+    for label, make in variants(name, cfg.compiled).items():
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        for p, g in zip(params, grads):
+            p.grad = g       # shared, read-only for every variant timed here
+        opt = make(params)
+        opt.step()           # warm-up: allocates state (and compiles, if compiled)
+        runs[label] = opt
+    samples = {label: [] for label in runs}
+    for _ in range(cfg.repeats):
+        for label, opt in runs.items():
+            t0 = time.perf_counter()
+            for _ in range(cfg.steps):
+                opt.step()
+            samples[label].append((time.perf_counter() - t0) / cfg.steps)
+    return samples
+
+
+def run(cfg: Config) -> list[dict]:
+    """Measure everything; one row per (optimizer, size, variant)."""
+    torch.set_num_threads(cfg.threads)
+    rows = []
+    for n in cfg.sizes:
+        bandwidth = copy_bandwidth(n, cfg.repeats)
+        for name in cfg.optimizers:
+            samples = time_optimizer(name, n, cfg)
+            n_real = sum(t.numel() for t in map(torch.empty, model_shapes(n, cfg.layers)))
+            best = {label: min(ts) for label, ts in samples.items()}
+            for label, ts in samples.items():
+                reference = {"ours loop": "torch loop", "ours foreach": "torch foreach",
+                             "ours compiled": "torch fused"}.get(label)
+                rows.append(dict(
+                    optimizer=name, params=n_real, variant=label, min_ms=1e3 * best[label],
+                    median_ms=1e3 * statistics.median(ts),
+                    ratio=best[label] / best[reference] if reference else None,
+                    reference=reference,
+                    roofline=BYTES_PER_PARAM[name] * n_real / best[label] / bandwidth,
+                    copy_gbs=bandwidth / 1e9))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| optimizer | params | variant | min ms | median ms | ours/torch | "
+             "of copy bandwidth |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f} (vs {r['reference']})" if r["ratio"] is not None else ""
+        lines.append(f"| {r['optimizer']} | {r['params'] / 1e6:.1f}M | {r['variant']} | "
+                     f"{r['min_ms']:.2f} | {r['median_ms']:.2f} | {ratio} | "
+                     f"{100 * r['roofline']:.0f}% |")
+    copies = sorted({(r["params"], round(r["copy_gbs"], 1)) for r in rows})
+    lines.append("")
+    lines += [f"copy bandwidth at {p / 1e6:.1f}M floats: {gbs} GB/s" for p, gbs in copies]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str]) -> Config:
+    ap = argparse.ArgumentParser(prog="hpclab bench optim", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=lambda s: [int(float(x)) for x in s.split(",")],
+                    help="comma-separated parameter counts (default 1e6,1e7)")
+    ap.add_argument("--repeats", type=int, help="timed blocks per variant (default 7)")
+    ap.add_argument("--steps", type=int, help="steps per timed block (default 5)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--optimizers", type=lambda s: s.split(","),
+                    help="comma-separated subset of SGD,Adam,AdamW")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time hpclab.optim.fused_adam (compiles on first use)")
+    ap.add_argument("--quick", action="store_true", help="1M parameters, 3 repeats")
+    args = ap.parse_args(argv)
+    cfg = Config(threads=args.threads, compiled=args.compiled)
+    if args.quick:
+        cfg.sizes, cfg.repeats = [1_000_000], 3
+    for key in ("sizes", "repeats", "steps", "optimizers"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    for key in ("repeats", "steps"):
+        if getattr(cfg, key) < 1:
+            raise SystemExit(f"--{key} must be >= 1, got {getattr(cfg, key)}")
+    unknown = set(cfg.optimizers) - set(HYPER)
+    if unknown:
+        raise SystemExit(f"--optimizers: unknown {sorted(unknown)}; choose from {list(HYPER)}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(list(argv or []))
+    print(f"hpclab bench optim: sizes={cfg.sizes} repeats={cfg.repeats} steps={cfg.steps} "
+          f"threads={cfg.threads} torch={torch.__version__}", flush=True)
+    print(table(run(cfg)))
+    return 0
