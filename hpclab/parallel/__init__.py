@@ -1,0 +1,28 @@
+"""hpclab.parallel: training one model on many processes.
+
+Data parallel (lecture D1-D4):
+
+    DistributedDataParallel   ddp.py       our DDP: broadcast, bucketed all-reduce in backward
+                                           hooks, no_sync, register_comm_hook
+    DistributedSampler        sampler.py   disjoint per-rank shards, resumable mid-epoch
+    Trainer, TrainerConfig    trainer.py   data-parallel training on engines from a notebook
+    Job                       job.py       wait / stop / history / subscribe (live metrics)
+    save_checkpoint, ...      checkpoint.py  atomic checkpoints, RNG states
+
+Other modules of this package (compression, model parallel, mixed precision) are imported
+by their own module names, e.g. `hpclab.parallel.pipeline`.
+"""
+
+from hpclab.parallel.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints,
+                                        load_checkpoint, rng_state, save_checkpoint,
+                                        set_rng_state)
+from hpclab.parallel.ddp import DistributedDataParallel, average_hook
+from hpclab.parallel.job import Job
+from hpclab.parallel.sampler import DistributedSampler
+from hpclab.parallel.trainer import Trainer, TrainerConfig
+
+__all__ = [
+    "DistributedDataParallel", "average_hook", "DistributedSampler", "Trainer",
+    "TrainerConfig", "Job", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+    "list_checkpoints", "checkpoint_path", "rng_state", "set_rng_state",
+]
