@@ -101,6 +101,12 @@ def slurm_command(args: list[str], timeout: float = 30.0) -> subprocess.Complete
             f"{os.environ.get('SLURM_CONF', '<default /etc/slurm/slurm.conf>')})") from exc
 
 
+def first_line(proc: subprocess.CompletedProcess) -> str:
+    """The first line a command printed (scontrol ping adds a banner after it)."""
+    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return lines[0] if lines else f"exit code {proc.returncode}"
+
+
 def parse_slurm_time(text: str) -> float | None:
     """Seconds in a Slurm duration ("1-02:03:04", "02:03:04", "03:04", "5"); None = unlimited."""
     text = text.strip()
@@ -259,7 +265,7 @@ class SlurmLauncher:
         ping = slurm_command(["scontrol", "ping"], timeout=30)
         if "DOWN" in ping.stdout or ping.returncode != 0:
             raise ClusterError(explain_slurm_error(
-                "Unable to contact slurm controller: " + (ping.stdout + ping.stderr).strip()))
+                "Unable to contact slurm controller: " + first_line(ping)))
         test = slurm_command(["sbatch", "--test-only", *self.sbatch_options(n),
                               "--output=/dev/null", "--wrap", "true"], timeout=60)
         if test.returncode != 0:
