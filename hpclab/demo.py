@@ -33,6 +33,7 @@ class DemoConfig:
     out: Path = Path("out/demo")
     engines: int = 2
     seed: int = 0
+    paths_steps: int = 500
     regression_steps: int = 200
     digits_epochs: int = 30
     transformer_steps: int = 150
@@ -54,10 +55,11 @@ def section_paths_2d(cfg: DemoConfig) -> dict:
     from hpclab.plots import plot_contours, save_figure
     from hpclab.problems import ROSENBROCK, trajectory
     optim = optimizers()
-    paths = {"GD η=1e-3": trajectory(ROSENBROCK, optim.SGD, steps=500, lr=1e-3),
-             "momentum 0.9": trajectory(ROSENBROCK, optim.SGD, steps=500, lr=1e-3,
+    n = cfg.paths_steps
+    paths = {"GD η=1e-3": trajectory(ROSENBROCK, optim.SGD, steps=n, lr=1e-3),
+             "momentum 0.9": trajectory(ROSENBROCK, optim.SGD, steps=n, lr=1e-3,
                                         momentum=0.9),
-             "Adam η=0.05": trajectory(ROSENBROCK, optim.Adam, steps=500, lr=0.05)}
+             "Adam η=0.05": trajectory(ROSENBROCK, optim.Adam, steps=n, lr=0.05)}
     fig, ax = plt.subplots(figsize=(6, 5))
     plot_contours(ROSENBROCK, paths, ax=ax)
     save_figure(fig, cfg.out / "paths_2d.png")

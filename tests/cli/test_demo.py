@@ -1,0 +1,64 @@
+"""`hpclab demo`: a small in-process run of every section, and the real command end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg  # noqa: E402
+import pytest  # noqa: E402
+
+from hpclab.demo import SECTIONS, DemoConfig, run  # noqa: E402
+
+pytestmark = [pytest.mark.unit_b]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXPECTED = ["digits.png", "paths_2d.png", "regression.png", "transformer.png"]
+
+
+def check_outputs(out: Path) -> dict:
+    for name in EXPECTED:
+        path = out / name
+        assert path.read_bytes()[:8] == PNG_MAGIC, name
+        h, w = mpimg.imread(path).shape[:2]
+        assert h >= 200 and w >= 300, (name, h, w)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sections"]) == [name for name, _ in SECTIONS]
+    return summary
+
+
+def test_every_section_runs_small(tmp_path):
+    cfg = DemoConfig(out=tmp_path, engines=3, paths_steps=50, regression_steps=30, digits_epochs=2,
+                     transformer_steps=5)
+    summary = run(cfg)
+    check_outputs(tmp_path)
+    assert summary["config"]["engines"] == 3
+    assert summary["sections"]["transformer"]["steps"] == 5
+    assert summary["sections"]["transformer"]["tokens_per_s"] > 0
+    assert (tmp_path / "digits_mlp.pt").exists()
+
+
+@pytest.mark.slow
+def test_hpclab_demo_command(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "hpclab", "demo", "--engines", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=240,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(out.resolve()) in proc.stdout
+    summary = check_outputs(out)
+    s = summary["sections"]
+    assert s["regression"]["max_abs_difference"] < 1e-4       # GD reached least squares
+    assert s["digits"]["inference_accuracy"] > 0.85
+    assert s["transformer"]["val_loss"] < 3.0                 # from ln(63) ≈ 4.1
+
+
+def test_bad_engine_count_is_rejected():
+    proc = subprocess.run([sys.executable, "-m", "hpclab", "demo", "--engines", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--engines must be >= 1, got 0" in proc.stderr
