@@ -9,8 +9,10 @@ Single process (a callback of `hpclab.train.fit`):
 Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job at once):
 
     job = trainer.fit(...)
-    dash = Dashboard.for_job(job, total_steps=200)     # subscribes; Stop calls job.stop()
+    dash = Dashboard.for_job(job)          # subscribes; Stop calls job.stop()
     display(dash)
+    ...                                    # the kernel is free: run other cells
+    job.wait(); dash.finish(); dash.snapshot()
 
 Calling the dashboard with a record only appends it (microseconds); a background
 `Renderer` folds records in and redraws at most every `max_latency` seconds, slower if a
@@ -146,14 +148,15 @@ class Dashboard(StaticFallback, W.VBox):
             else:
                 self._pending.append(record)
         self.renderer.poke()
-        # fit() treats a callback's truthy return as "stop now" (see hpclab.train)
-        return self.stop_requested
+        if self.stop_requested and self._job is None:
+            from hpclab.train import StopTraining   # fit() ends cleanly after this step
+            raise StopTraining("stopped from the dashboard")
 
     on_step = __call__
 
     @classmethod
     def for_job(cls, job, total_steps: int | None = None, **kwargs) -> "Dashboard":
-        dash = cls(total_steps=total_steps, **kwargs)
+        dash = cls(total_steps=total_steps or getattr(job, "steps", None), **kwargs)
         dash.attach(job)
         return dash
 
@@ -208,9 +211,13 @@ class Dashboard(StaticFallback, W.VBox):
         """Draw everything received so far, now (from the calling thread)."""
         self.renderer.draw_now()
 
-    def close_renderer(self) -> None:
-        """Stop the background thread after a last draw."""
+    def finish(self) -> None:
+        """Training is over: last draw, stop the renderer thread, retire the Stop button."""
         self.renderer.stop()
+        self.flush()
+        self.finished = True
+        self.stop_button.disabled = True
+        self.stop_button.description = "stopped" if self.stop_requested else "done"
 
     # -- static output ----------------------------------------------------------------
     def figure(self):

@@ -46,6 +46,12 @@ def live_figure(figsize=(9.0, 3.0), dpi: int = 72, layout: str | None = "constra
     canvas.toolbar_visible = False
     canvas.resizable = False
     canvas.capture_scroll = False
+    # Size the browser canvas now: ipympl would otherwise wait for a handshake that a busy
+    # kernel (a cell still running) answers only later, leaving a 0x0 canvas meanwhile.
+    canvas._size = (int(figsize[0] * dpi), int(figsize[1] * dpi))
+    # ipympl re-encodes every frame as a PNG data URL until a browser says hello, for
+    # headless embedding; StaticFallback covers that case once, so skip the per-frame cost.
+    canvas.syncing_data_url = False
     return fig, canvas
 
 
