@@ -54,14 +54,15 @@ from hpclab.parallel.comm_thread import CommThread
 CommHook = Callable[[Any, torch.Tensor, Any], torch.Tensor]
 
 
-def average_hook(algorithm: str) -> CommHook:
+def average_hook(algorithm: str, timeout: float | None = None) -> CommHook:
     """The default hook: ḡ = all_reduce(g, op="avg") with one of our algorithms."""
     def hook(state, flat_grad: torch.Tensor, group) -> torch.Tensor:
         if algorithm == "torch":
             dist.all_reduce(flat_grad, group=group)
             return flat_grad.div_(dist.get_world_size(group))
         import hpclab.comm
-        hpclab.comm.all_reduce(flat_grad, op="avg", algorithm=algorithm, group=group)
+        hpclab.comm.all_reduce(flat_grad, op="avg", algorithm=algorithm, group=group,
+                               timeout=timeout)
         return flat_grad
     hook.__name__ = f"average_{algorithm}"
     return hook
@@ -89,7 +90,7 @@ class DistributedDataParallel(nn.Module):
         self.last_exposed_comm = 0.0   # seconds waited after backward, last synced step
         self.last_comm_total = 0.0     # seconds all buckets spent reducing (overlapped or not)
         self._hook_state: Any = None
-        self._hook: CommHook = average_hook(algorithm)
+        self._hook: CommHook = average_hook(algorithm, timeout)
         self._custom_hook = False
         self._check_algorithm(algorithm)
         self._broadcast_from_rank0()
@@ -107,15 +108,10 @@ class DistributedDataParallel(nn.Module):
     def _check_algorithm(self, algorithm: str) -> None:
         if algorithm == "torch":
             return
-        try:
-            import hpclab.comm as comm
-        except ImportError as exc:  # pragma: no cover - only while hpclab.comm is missing
-            raise ValueError(f"algorithm {algorithm!r} needs hpclab.comm ({exc}); "
-                             "use algorithm='torch'") from exc
-        known = getattr(comm, "ALGORITHMS", None)
-        if known is not None and algorithm not in known:
-            raise ValueError(f"algorithm must be 'torch' or one of {sorted(known)}, "
-                             f"got {algorithm!r}")
+        from hpclab.comm import ALGORITHMS
+        known = ALGORITHMS["all_reduce"]
+        if algorithm not in known:
+            raise ValueError(f"algorithm must be one of {list(known)}, got {algorithm!r}")
 
     @torch.no_grad()
     def _broadcast_from_rank0(self) -> None:

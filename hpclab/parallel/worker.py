@@ -20,6 +20,8 @@ not finite. The same function runs on ipyparallel engines and under run_local (t
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from hpclab.parallel.checkpoint import (checkpoint_path, latest_checkpoint, load
                                         rng_state, save_checkpoint, set_rng_state)
 from hpclab.parallel.ddp import DistributedDataParallel
 from hpclab.parallel.sampler import DistributedSampler
+from hpclab.train import train_step
 
 
 @dataclass
@@ -96,6 +99,36 @@ def _checkpoint(ctx, spec: RankJob, ddp, optimizer, sampler, step: int) -> None:
                         keep=cfg.keep_checkpoints)
 
 
+def accumulated_step(ddp, optimizer, X, Y, idx, loss_fn, accumulation: int) -> StepRecord:
+    """One step over `accumulation` micro-batches: local backward under no_sync for all
+    but the last, whose backward all-reduces the summed gradient ∇(Σ_k J_k / a)."""
+    micro = len(idx) // accumulation
+    t0 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    t_fwd = t_bwd = loss_sum = 0.0
+    for k in range(accumulation):
+        sub = idx[k * micro:(k + 1) * micro]
+        ta = time.perf_counter()
+        loss = loss_fn(ddp(X[sub]), Y[sub]) / accumulation
+        tb = time.perf_counter()
+        with ddp.no_sync() if k < accumulation - 1 else contextlib.nullcontext():
+            loss.backward()
+        t_fwd += tb - ta
+        t_bwd += time.perf_counter() - tb
+        loss_sum += loss.item()
+    to = time.perf_counter()
+    optimizer.step()
+    t_end = time.perf_counter()
+    rec = StepRecord(step=0, loss=loss_sum, samples=len(idx), t_step=t_end - t0,
+                     t_forward=t_fwd, t_backward=t_bwd - ddp.last_exposed_comm,
+                     t_comm=ddp.last_exposed_comm, t_optim=t_end - to, time=time.time(),
+                     lr=optimizer.param_groups[0].get("lr"))
+    if X.dtype == torch.long and X.dim() == 2:
+        rec.extra["tokens"] = len(idx) * X.size(1)
+        rec.extra["tokens_per_s"] = rec.extra["tokens"] / rec.t_step
+    return rec
+
+
 def train_on_engine(ctx, spec: RankJob, model_fn, data_fn, optimizer_fn) -> dict:
     """Entry point for ipyparallel: it pickles functions passed as top-level arguments by
     value (so notebook-defined functions work) but ones nested in an object by name."""
@@ -107,7 +140,6 @@ def train_rank(ctx, spec: RankJob) -> dict:
     cfg = spec.config
     p = ctx.world_size
     local_batch = cfg.batch_size // p
-    micro = local_batch // cfg.accumulation
     torch.manual_seed(cfg.seed + 1000 * ctx.rank)    # per-rank stream (dropout), reproducible
     X, Y = spec.data_fn()
     model = spec.model_fn()
@@ -122,7 +154,7 @@ def train_rank(ctx, spec: RankJob) -> dict:
         from hpclab.parallel.live import LivePublisher
         pub = LivePublisher(spec.push_address, spec.control_address, cfg.publish_interval)
     records, stopped, last_finite = [], False, math.nan
-    text = X.dtype == torch.long and X.dim() == 2
+    loss_fn = functools.partial(loss_value, cfg.loss)
     try:
         while step < spec.steps:
             t0 = time.perf_counter()
@@ -131,37 +163,21 @@ def train_rank(ctx, spec: RankJob) -> dict:
                 sampler.set_epoch(sampler.epoch + 1)
                 batches = sampler.batches(local_batch)
                 idx = next(batches)
-            optimizer.zero_grad(set_to_none=True)
-            t_fwd = t_bwd = 0.0
-            loss_sum = 0.0
-            for a in range(cfg.accumulation):
-                sub = idx[a * micro:(a + 1) * micro]
-                ta = time.perf_counter()
-                loss = loss_value(cfg.loss, ddp(X[sub]), Y[sub]) / cfg.accumulation
-                tb = time.perf_counter()
-                if a < cfg.accumulation - 1:
-                    with ddp.no_sync():
-                        loss.backward()
-                else:
-                    loss.backward()
-                t_fwd += tb - ta
-                t_bwd += time.perf_counter() - tb
-                loss_sum += loss.item()
-            t_comm = ddp.last_exposed_comm
-            to = time.perf_counter()
-            optimizer.step()
-            t_end = time.perf_counter()
+            t_data = time.perf_counter() - t0
             step += 1
+            if cfg.accumulation == 1:    # the single-process step, DDP inside backward
+                rec = train_step(ddp, optimizer, (X[idx], Y[idx]), loss_fn, step=step,
+                                 epoch=sampler.epoch, rank=ctx.rank, world_size=p)
+                # backward's time includes DDP's wait for the last buckets: move it to t_comm
+                rec.t_comm = ddp.last_exposed_comm
+                rec.t_backward -= rec.t_comm
+            else:
+                rec = accumulated_step(ddp, optimizer, X, Y, idx, loss_fn, cfg.accumulation)
+                rec.step, rec.epoch, rec.rank, rec.world_size = step, sampler.epoch, ctx.rank, p
+            rec.t_step += t_data
+            loss_sum = rec.loss
             if math.isfinite(loss_sum):
                 last_finite = loss_sum
-            rec = StepRecord(step=step, loss=loss_sum, rank=ctx.rank, world_size=p,
-                             epoch=sampler.epoch, samples=local_batch, t_step=t_end - t0,
-                             t_forward=t_fwd, t_backward=t_bwd - t_comm, t_comm=t_comm,
-                             t_optim=t_end - to, time=time.time(),
-                             lr=optimizer.param_groups[0].get("lr"))
-            if text:
-                rec.extra["tokens"] = local_batch * X.size(1)
-                rec.extra["tokens_per_s"] = rec.extra["tokens"] / rec.t_step
             records.append(rec)
             if pub is not None:
                 pub.add(rec)
