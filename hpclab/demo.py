@@ -43,9 +43,9 @@ class DemoConfig:
 def optimizers():
     """hpclab.optim when installed (it is a drop-in for torch.optim), else torch.optim."""
     try:
-        import hpclab.optim as optim
+        from hpclab import optim
     except ImportError:
-        import torch.optim as optim
+        from torch import optim
     return optim
 
 
@@ -94,8 +94,14 @@ def section_digits(cfg: DemoConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from hpclab.plots import plot_losses, plot_throughput, plot_time_split, save_figure
-    from hpclab.problems import (digits_loaders, load_digits_split, load_model, make_mlp,
-                                 predict_digits, save_model)
+    from hpclab.problems import (
+        digits_loaders,
+        load_digits_split,
+        load_model,
+        make_mlp,
+        predict_digits,
+        save_model,
+    )
     from hpclab.train import EarlyStopping, fit
     optim = optimizers()
     config = {"in_features": 64, "hidden": (128,), "out_features": 10, "seed": cfg.seed}

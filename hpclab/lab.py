@@ -68,7 +68,7 @@ def build_command(args, extra: list[str]) -> tuple[list[str], dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpclab lab", description=__doc__.split("\n")[0])
-    parser.add_argument("--engines", type=int, default=int(os.environ.get("HPCLAB_ENGINES", 2)),
+    parser.add_argument("--engines", type=int, default=int(os.environ.get("HPCLAB_ENGINES", "2")),
                         help="default number of engines for hpclab.connect() (default 2)")
     parser.add_argument("--port", type=int, default=None, help="port (default: 8888 or next free)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")

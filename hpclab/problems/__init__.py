@@ -12,26 +12,79 @@
     inference     save/load a model; preprocess → forward → postprocess
 """
 
-from hpclab.problems.digits import (DigitsSplit, digits_datasets, digits_loaders,
-                                    load_digits_split, preprocess_digits)
-from hpclab.problems.functions2d import (BEALE, FUNCTIONS, QUADRATIC, ROSENBROCK, SADDLE,
-                                         Function2D, quadratic, trajectory)
+from hpclab.problems.digits import (
+                                    DigitsSplit,
+                                    digits_datasets,
+                                    digits_loaders,
+                                    load_digits_split,
+                                    preprocess_digits,
+)
+from hpclab.problems.functions2d import (
+                                    BEALE,
+                                    FUNCTIONS,
+                                    QUADRATIC,
+                                    ROSENBROCK,
+                                    SADDLE,
+                                    Function2D,
+                                    quadratic,
+                                    trajectory,
+)
 from hpclab.problems.inference import load_model, postprocess, predict_digits, save_model
 from hpclab.problems.logistic import fit_logistic, make_logistic_data
 from hpclab.problems.models import make_mlp
-from hpclab.problems.regression import (add_bias_column, gradient_descent, least_squares,
-                                        make_linear_regression, minibatch_sgd, mse_gradient,
-                                        mse_loss)
+from hpclab.problems.regression import (
+                                    add_bias_column,
+                                    gradient_descent,
+                                    least_squares,
+                                    make_linear_regression,
+                                    minibatch_sgd,
+                                    mse_gradient,
+                                    mse_loss,
+)
 from hpclab.problems.text import CharBatches, CharTokenizer, load_text, text_loaders
-from hpclab.problems.transformer import (TinyTransformer, TransformerConfig, generate,
-                                         lm_loss, tiny_transformer)
+from hpclab.problems.transformer import (
+                                    TinyTransformer,
+                                    TransformerConfig,
+                                    generate,
+                                    lm_loss,
+                                    tiny_transformer,
+)
 
 __all__ = [
-    "BEALE", "FUNCTIONS", "QUADRATIC", "ROSENBROCK", "SADDLE", "Function2D", "quadratic",
-    "trajectory", "make_linear_regression", "add_bias_column", "mse_loss", "mse_gradient",
-    "gradient_descent", "minibatch_sgd", "least_squares", "make_logistic_data",
-    "fit_logistic", "make_mlp", "DigitsSplit", "load_digits_split", "digits_datasets",
-    "digits_loaders", "preprocess_digits", "load_text", "CharTokenizer", "CharBatches",
-    "text_loaders", "TinyTransformer", "TransformerConfig", "tiny_transformer", "lm_loss",
-    "generate", "save_model", "load_model", "postprocess", "predict_digits",
+                                    "BEALE",
+                                    "FUNCTIONS",
+                                    "QUADRATIC",
+                                    "ROSENBROCK",
+                                    "SADDLE",
+                                    "CharBatches",
+                                    "CharTokenizer",
+                                    "DigitsSplit",
+                                    "Function2D",
+                                    "TinyTransformer",
+                                    "TransformerConfig",
+                                    "add_bias_column",
+                                    "digits_datasets",
+                                    "digits_loaders",
+                                    "fit_logistic",
+                                    "generate",
+                                    "gradient_descent",
+                                    "least_squares",
+                                    "lm_loss",
+                                    "load_digits_split",
+                                    "load_model",
+                                    "load_text",
+                                    "make_linear_regression",
+                                    "make_logistic_data",
+                                    "make_mlp",
+                                    "minibatch_sgd",
+                                    "mse_gradient",
+                                    "mse_loss",
+                                    "postprocess",
+                                    "predict_digits",
+                                    "preprocess_digits",
+                                    "quadratic",
+                                    "save_model",
+                                    "text_loaders",
+                                    "tiny_transformer",
+                                    "trajectory",
 ]

@@ -19,8 +19,8 @@ with autograd (the tests do, in float64).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -8,6 +8,8 @@ same initial weights without touching anyone else's random state.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ def make_mlp(in_features: int = 64, hidden=(64,), out_features: int = 10,
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     def build() -> nn.Sequential:
         layers = []
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))

@@ -34,7 +34,7 @@ class CharTokenizer:
     chars: list          # the vocabulary; token id = position in this list
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         return cls(sorted(set(text)))
 
     @property

@@ -65,7 +65,7 @@ def test_lab_starts_serves_and_stops_without_orphans(tmp_path):
             out, _ = proc.communicate()
     assert proc.returncode is not None
     assert "[lab] stop it with Ctrl-C" in out
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"
 
 
@@ -100,5 +100,5 @@ def test_settings_overrides_are_added_but_never_clobbered(tmp_path):
 
 def test_bad_arguments_are_rejected():
     proc = subprocess.run([sys.executable, "-m", "hpclab", "lab", "--engines", "0"],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--engines must be >= 1, got 0" in proc.stderr

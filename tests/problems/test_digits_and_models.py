@@ -5,8 +5,16 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from hpclab.problems import (digits_loaders, load_digits_split, load_model, make_mlp,
-                             postprocess, predict_digits, preprocess_digits, save_model)
+from hpclab.problems import (
+    digits_loaders,
+    load_digits_split,
+    load_model,
+    make_mlp,
+    postprocess,
+    predict_digits,
+    preprocess_digits,
+    save_model,
+)
 
 pytestmark = [pytest.mark.unit_b]
 

@@ -5,8 +5,14 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from hpclab.problems.logistic import (accuracy, fit_logistic, logistic_gradient,
-                                      logistic_loss, make_logistic_data, sigmoid)
+from hpclab.problems.logistic import (
+    accuracy,
+    fit_logistic,
+    logistic_gradient,
+    logistic_loss,
+    make_logistic_data,
+    sigmoid,
+)
 
 pytestmark = [pytest.mark.unit_b]
 

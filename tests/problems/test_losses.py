@@ -6,11 +6,17 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpclab.problems.losses import (binary_cross_entropy, binary_cross_entropy_with_logits,
-                                    cross_entropy, log_softmax, mse, softmax)
+from hpclab.problems.losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    log_softmax,
+    mse,
+    softmax,
+)
 
 pytestmark = [pytest.mark.unit_b]
-TOL = dict(rtol=1e-12, atol=1e-12)
+TOL = {"rtol": 1e-12, "atol": 1e-12}
 
 
 def rand(*shape, seed=0, scale=1.0):

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from hpclab.problems import (add_bias_column, gradient_descent, least_squares,
-                             make_linear_regression, minibatch_sgd, mse_gradient, mse_loss)
+from hpclab.problems import (
+    add_bias_column,
+    gradient_descent,
+    least_squares,
+    make_linear_regression,
+    minibatch_sgd,
+    mse_gradient,
+    mse_loss,
+)
 
 pytestmark = [pytest.mark.unit_b]
 

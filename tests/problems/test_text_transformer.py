@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from hpclab.problems import (CharBatches, CharTokenizer, generate, lm_loss, load_text,
-                             text_loaders, tiny_transformer)
+from hpclab.problems import (
+    CharBatches,
+    CharTokenizer,
+    generate,
+    lm_loss,
+    load_text,
+    text_loaders,
+    tiny_transformer,
+)
 from hpclab.problems.transformer import TransformerConfig
 
 pytestmark = [pytest.mark.unit_b]
@@ -31,9 +38,9 @@ def test_batches_are_shifted_windows_and_reproducible():
     assert x.shape == y.shape == (4, 16) and torch.equal(y, x + 1)
     again = list(CharBatches(data, 16, 4, 3, seed=0))
     assert all(torch.equal(p[0], q[0]) for p, q in zip(batches, again))
-    assert not torch.equal(list(b)[0][0], batches[0][0])           # training: new windows
+    assert not torch.equal(next(iter(b))[0], batches[0][0])           # training: new windows
     fixed = CharBatches(data, 16, 4, 3, seed=0, fixed=True)
-    assert torch.equal(list(fixed)[0][0], list(fixed)[0][0])        # validation: the same
+    assert torch.equal(next(iter(fixed))[0], next(iter(fixed))[0])        # validation: the same
     with pytest.raises(ValueError, match="too short"):
         CharBatches(torch.arange(10), block_size=16)
 
@@ -62,7 +69,7 @@ def test_factory_is_seeded():
 
 
 def test_loss_starts_near_log_vocab_and_decreases():
-    train, val, tok = text_loaders(block_size=32, batch_size=16, batches_per_epoch=40)
+    train, _, tok = text_loaders(block_size=32, batch_size=16, batches_per_epoch=40)
     model = tiny_transformer(tok.vocab_size, block_size=32, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []

@@ -5,8 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpclab.problems.two_layer import (backward, forward, init_two_layer, predict,
-                                       train_two_layer)
+from hpclab.problems.two_layer import backward, forward, init_two_layer, predict, train_two_layer
 
 pytestmark = [pytest.mark.unit_b]
 

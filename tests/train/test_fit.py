@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from hpclab.metrics import StepRecord
-from hpclab.train import (EarlyStopping, NonFiniteLossError, StopTraining, evaluate, fit,
-                          train_step)
+from hpclab.train import EarlyStopping, NonFiniteLossError, StopTraining, evaluate, fit, train_step
 
 pytestmark = [pytest.mark.unit_b]
 

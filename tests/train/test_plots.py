@@ -4,16 +4,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-from hpclab.metrics import StepRecord  # noqa: E402
-from hpclab.plots import (plot_contours, plot_losses, plot_regression_fit,  # noqa: E402
-                          plot_throughput, plot_time_split, save_figure)
-from hpclab.problems import ROSENBROCK, make_linear_regression, trajectory  # noqa: E402
-from hpclab.train import History  # noqa: E402
+from hpclab.metrics import StepRecord
+from hpclab.plots import (
+    plot_contours,
+    plot_losses,
+    plot_regression_fit,
+    plot_throughput,
+    plot_time_split,
+    save_figure,
+)
+from hpclab.problems import ROSENBROCK, make_linear_regression, trajectory
+from hpclab.train import History
 
 pytestmark = [pytest.mark.unit_b]
 
