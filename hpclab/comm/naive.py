@@ -25,7 +25,7 @@ from hpclab.comm.p2p import Comm, split
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
     reduce(comm, x, op, root=0)
-    broadcast(comm, x, root=0)
+    broadcast(comm, x, root=0, first_step=comm.world_size - 1)
 
 
 def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
@@ -40,13 +40,13 @@ def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
         comm.send(x, root, step=others.index(comm.rank), phase="gather")
 
 
-def broadcast(comm: Comm, x: torch.Tensor, root: int) -> None:
+def broadcast(comm: Comm, x: torch.Tensor, root: int, first_step: int = 0) -> None:
     others = _others(comm, root)
     if comm.rank == root:
-        for step, dst in enumerate(others):
+        for step, dst in enumerate(others, start=first_step):
             comm.send(x, dst, step=step, phase="broadcast")
     else:
-        comm.recv(x, root, step=others.index(comm.rank), phase="broadcast")
+        comm.recv(x, root, step=first_step + others.index(comm.rank), phase="broadcast")
 
 
 def all_gather(comm: Comm, x: torch.Tensor) -> None:
@@ -58,7 +58,7 @@ def all_gather(comm: Comm, x: torch.Tensor) -> None:
     else:
         comm.send(chunks[comm.rank], 0, step=others.index(comm.rank), phase="gather",
                   chunk=comm.rank)
-    broadcast(comm, x, root=0)
+    broadcast(comm, x, root=0, first_step=comm.world_size - 1)
 
 
 def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
@@ -66,10 +66,11 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
     reduce(comm, x, op, root=0)
     chunks, others = split(x, comm.world_size), _others(comm, 0)
     if comm.rank == 0:
-        for step, dst in enumerate(others):
+        for step, dst in enumerate(others, start=len(others)):
             comm.send(chunks[dst], dst, step=step, phase="scatter", chunk=dst)
     else:
-        comm.recv(chunks[comm.rank], 0, step=others.index(comm.rank), phase="scatter")
+        comm.recv(chunks[comm.rank], 0, step=len(others) + others.index(comm.rank),
+                  phase="scatter")
 
 
 def _others(comm: Comm, root: int) -> list[int]:

@@ -121,6 +121,7 @@ class Comm:
     # -- errors a student can act on ------------------------------------------------------
     def _error(self, h: Pending, exc: Exception, waited: float) -> CommError:
         peer = f"rank {h.peer}" if h.peer >= 0 else "the other ranks"
+        its, is_ = ("its", "is") if h.peer >= 0 else ("their", "are")
         what = (f"rank {self.rank} on host {self.host}, waiting to "
                 f"{'receive from' if h.kind == 'recv' else 'send to'} {peer} at step "
                 f"{h.step} ({h.phase}) of {self.collective} algorithm={self.algorithm!r}")
@@ -132,11 +133,11 @@ class Comm:
             return CommTimeout(
                 f"{what}: no answer within {limit:g} s. {peer.capitalize()} may have died, "
                 f"be stuck, or be running a different collective, size or algorithm; check "
-                f"its log. The process group is unusable now: restart the "
+                f"{its} log. The process group is unusable now: restart the "
                 f"cluster (or re-create the group) and pass a larger timeout= if {peer} "
-                f"is only slow.", **info)
+                f"{is_} only slow.", **info)
         return CommError(f"{what}: the message failed ({exc}). {peer.capitalize()} probably "
-                         f"died; check its log, then restart the cluster (or re-create the "
+                         f"died; check {its} log, then restart the cluster (or re-create the "
                          f"group).", **info)
 
 

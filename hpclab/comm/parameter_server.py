@@ -29,7 +29,7 @@ from hpclab.comm.p2p import Comm, split
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
     reduce_scatter(comm, x, op)   # push
-    all_gather(comm, x)           # pull
+    all_gather(comm, x, first_step=comm.world_size - 1)     # pull
 
 
 def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
@@ -47,12 +47,12 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
     comm.wait(*sends)
 
 
-def all_gather(comm: Comm, x: torch.Tensor) -> None:
+def all_gather(comm: Comm, x: torch.Tensor, first_step: int = 0) -> None:
     """Pull: afterwards every rank holds chunk c from server c, for every c."""
     p, r = comm.world_size, comm.rank
     chunks = split(x, p)
-    recvs = [comm.irecv(chunks[(r - k) % p], (r - k) % p, step=k - 1, phase="pull")
-             for k in range(1, p)]
-    sends = [comm.isend(chunks[r], (r + k) % p, step=k - 1, phase="pull", chunk=r)
+    recvs = [comm.irecv(chunks[(r - k) % p], (r - k) % p, step=first_step + k - 1,
+                        phase="pull") for k in range(1, p)]
+    sends = [comm.isend(chunks[r], (r + k) % p, step=first_step + k - 1, phase="pull", chunk=r)
              for k in range(1, p)]
     comm.wait(*recvs, *sends)

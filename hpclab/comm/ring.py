@@ -36,7 +36,7 @@ SEGMENT_BYTES = 1 << 20
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str, segment_bytes: int = SEGMENT_BYTES):
     reduce_scatter(comm, x, op, segment_bytes)
-    all_gather(comm, x, segment_bytes)
+    all_gather(comm, x, segment_bytes, first_step=comm.world_size - 1)
 
 
 def reduce_scatter(comm: Comm, x: torch.Tensor, op: str,
@@ -65,23 +65,25 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str,
     comm.wait(*sends)
 
 
-def all_gather(comm: Comm, x: torch.Tensor, segment_bytes: int = SEGMENT_BYTES) -> None:
-    """Afterwards every rank holds chunk r of rank r's x, for every r (in place)."""
+def all_gather(comm: Comm, x: torch.Tensor, segment_bytes: int = SEGMENT_BYTES,
+               first_step: int = 0) -> None:
+    """Afterwards every rank holds chunk r of rank r's x, for every r (in place).
+    (Steps are numbered from `first_step`, so a trace of the all-reduce counts on.)"""
     p, r = comm.world_size, comm.rank
     chunks = split(x, p)
     right, left = (r + 1) % p, (r - 1) % p
     if p == 1:
         return
-    sends = [comm.isend(seg, right, step=0, phase="all-gather", chunk=r, segment=k)
+    sends = [comm.isend(seg, right, step=first_step, phase="all-gather", chunk=r, segment=k)
              for k, seg in enumerate(segments(chunks[r], segment_bytes))]
     # Every chunk lands in its own place, so all receives can be posted up front.
     arriving = [(step, (r - step - 1) % p) for step in range(p - 1)]
-    recvs = [[comm.irecv(seg, left, step=step, phase="all-gather")
+    recvs = [[comm.irecv(seg, left, step=first_step + step, phase="all-gather")
               for seg in segments(chunks[c], segment_bytes)] for step, c in arriving]
     for (step, c), step_recvs in zip(arriving, recvs):
         for k, (recv, seg) in enumerate(zip(step_recvs, segments(chunks[c], segment_bytes))):
             comm.wait(recv)
             if step < p - 2:
-                sends.append(comm.isend(seg, right, step=step + 1, phase="all-gather",
+                sends.append(comm.isend(seg, right, step=first_step + step + 1, phase="all-gather",
                                         chunk=c, segment=k))
     comm.wait(*sends)

@@ -26,7 +26,7 @@ from hpclab.comm.p2p import Comm
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
     reduce(comm, x, op, root=0)
-    broadcast(comm, x, root=0)
+    broadcast(comm, x, root=0, first_step=depth(comm.world_size - 1))
 
 
 def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
@@ -43,11 +43,12 @@ def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
         comm.send(x, parent, step=height - depth(v), phase="reduce")
 
 
-def broadcast(comm: Comm, x: torch.Tensor, root: int) -> None:
+def broadcast(comm: Comm, x: torch.Tensor, root: int, first_step: int = 0) -> None:
     v, parent, children = _family(comm, root)
     if parent is not None:
-        comm.recv(x, parent, step=depth(v) - 1, phase="broadcast")
-    sends = [comm.isend(x, child, step=depth(v), phase="broadcast") for child in children]
+        comm.recv(x, parent, step=first_step + depth(v) - 1, phase="broadcast")
+    sends = [comm.isend(x, child, step=first_step + depth(v), phase="broadcast")
+             for child in children]
     comm.wait(*sends)
 
 

@@ -1,0 +1,77 @@
+"""The α–β–γ model: formulas against the lecture's closed forms, bandwidth definitions,
+the choice of algorithm, and the fits recovering known parameters."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hpclab.comm import model
+from hpclab.comm.model import Params, predict
+
+pytestmark = [pytest.mark.unit_c]
+
+C = Params(alpha=20e-6, beta=0.5e-9, gamma=0.25e-9)
+N = 16 << 20
+
+
+@pytest.mark.parametrize("p", [2, 3, 4, 5, 8, 16])
+def test_closed_forms(p):
+    a, b, g = C.alpha, C.beta, C.gamma
+    assert predict("ring", N, p, C) == pytest.approx(
+        2 * (p - 1) * a + 2 * (p - 1) / p * N * b + (p - 1) / p * N * g)
+    assert predict("naive", N, p, C) == pytest.approx(2 * (p - 1) * (a + N * b) + (p - 1) * N * g)
+    p2 = 2 ** int(math.log2(p))
+    fold = 0 if p == p2 else 2 * (a + N * b) + N * g
+    assert predict("recursive_doubling", N, p, C) == pytest.approx(
+        math.log2(p2) * (a + N * b + N * g) + fold)
+    assert predict("halving_doubling", N, p, C) == pytest.approx(
+        2 * math.log2(p2) * a + 2 * (p2 - 1) / p2 * N * b + (p2 - 1) / p2 * N * g + fold)
+
+
+@pytest.mark.parametrize("p,d", [(3, 1), (7, 2), (15, 3)])
+def test_tree_on_full_trees(p, d):
+    hop = C.alpha + N * C.beta
+    assert predict("tree", N, p, C) == pytest.approx(2 * d * (hop + N * C.gamma) + 2 * d * hop)
+
+
+def test_tree_on_two_ranks_is_one_hop_each_way():
+    hop = C.alpha + N * C.beta
+    assert predict("tree", N, 2, C) == pytest.approx(2 * hop + N * C.gamma)
+
+
+def test_one_rank_costs_nothing_and_bad_names_fail():
+    assert all(predict(a, N, 1, C) == 0 for a in model.ALGORITHMS)
+    with pytest.raises(ValueError, match="no cost formula for algorithm 'bogus'"):
+        predict("bogus", N, 4, C)
+
+
+def test_bus_bandwidth():
+    assert model.alg_bandwidth(1e6, 1e-3) == pytest.approx(1e9)
+    assert model.bus_bandwidth(1e6, 1e-3, 4) == pytest.approx(1e9 * 2 * 3 / 4)
+    assert model.bus_bandwidth(1e6, 1e-3, 1) == 0
+
+
+def test_ring_time_saturates_while_naive_grows_linearly():
+    ring = [predict("ring", N, p, C) for p in (2, 4, 8, 16, 64)]
+    naive = [predict("naive", N, p, C) for p in (2, 4, 8, 16, 64)]
+    assert ring[-1] < 1.5 * ring[1]       # 2(p−1)/p → 2: from p = 4 to 64, under 1.5×
+    assert naive[-1] == pytest.approx(63 * naive[0])
+
+
+def test_best_algorithm_small_latency_bound_large_bandwidth_bound():
+    assert model.best_algorithm(8, 8, C) == "recursive_doubling"
+    assert model.best_algorithm(N, 8, C) == "halving_doubling"
+    assert model.best_algorithm(N, 6, C) == "ring"       # not a power of two: no fold
+    assert model.best_algorithm(N, 8, C, algorithms=("naive", "tree")) == "tree"
+
+
+def test_fits_recover_known_parameters():
+    sizes = np.array([4, 64, 4096, 1 << 16, 1 << 20, 1 << 24], float)
+    alpha, beta = model.fit_alpha_beta(sizes, C.alpha + sizes * C.beta)
+    assert alpha == pytest.approx(C.alpha, rel=1e-9) and beta == pytest.approx(C.beta, rel=1e-9)
+    assert model.fit_gamma(sizes, sizes * C.gamma) == pytest.approx(C.gamma, rel=1e-12)
+    fitted = model.fit(sizes, C.alpha + sizes * C.beta, sizes, sizes * C.gamma)
+    assert fitted.alpha == pytest.approx(C.alpha) and "GB/s" in str(fitted)
+    with pytest.raises(ValueError, match="at least two message sizes"):
+        model.fit_alpha_beta([8, 8], [1e-6, 1e-6])
