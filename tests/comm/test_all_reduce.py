@@ -14,7 +14,7 @@ import torch.distributed as dist
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.cluster.spawn import run_local
 
 pytestmark = [pytest.mark.unit_c]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.cluster.spawn import run_local
 
 pytestmark = [pytest.mark.unit_c]

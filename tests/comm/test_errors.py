@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.cluster.spawn import SpawnError, run_local
 
 pytestmark = [pytest.mark.unit_c]
@@ -65,8 +65,8 @@ def test_bad_arguments_inside_a_group():
     messages = run_local(_bad_arguments, 2)[0]
     assert messages == ["timeout must be > 0 seconds, got 0",
                         "src must be a rank in 0..1, got 2",
-                        "output must have p·n = 4 elements of dtype torch.float32, got 3 of "
-                        "torch.float32",
+                        ("output must have p·n = 4 elements of dtype torch.float32, got 3 "
+                         "of torch.float32"),
                         "input must be a list of p = 2 tensors, got 1"]
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.cluster.spawn import run_local
 
 pytestmark = [pytest.mark.unit_c]
