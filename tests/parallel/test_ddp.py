@@ -16,6 +16,10 @@ from hpclab.parallel import DistributedDataParallel
 
 pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]
 
+# The first torch.optim optimizer imports torch._dynamo (seconds); do it once here, before
+# run_local forks, instead of once in every forked rank.
+torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
 B, K, TINY = 12, 4, 1e-6          # TINY MiB: one bucket per parameter
 ATOL, RTOL = 1e-5, 1e-4
 
