@@ -65,3 +65,13 @@ def test_release_hides_solutions_and_hidden_tests(path):
 def test_autograde_rejects_a_folder_without_exercises(tmp_path):
     with pytest.raises(ValueError, match="known assignment"):
         grading.autograde(tmp_path)
+
+
+def test_generate_rejects_an_unknown_assignment(tmp_path):
+    with pytest.raises(ValueError, match="unknown assignment"):
+        grading.generate(["no_such_exercise"], out=tmp_path)
+
+
+def test_autograde_rejects_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        grading.autograde(tmp_path / "nowhere")
