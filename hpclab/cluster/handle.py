@@ -13,6 +13,7 @@ rank 0's collective fails too ("connection closed by peer"): the dead rank is th
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from hpclab.cluster.errors import RankError
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")   # IPython colours remote tracebacks
 _POLL_S = 0.05    # how often wait() looks at the results
 _GRACE_S = 1.0    # after a first failure, time for the news of a dead peer to arrive
 
@@ -140,9 +142,8 @@ class RunHandle:
             self._ars[r].get(0)
         except Exception as e:
             exc = e
-        tb = "\n".join(getattr(exc, "traceback", None) or []) if exc is not None else ""
-        if isinstance(tb, str) and not tb and exc is not None:
-            tb = str(getattr(exc, "traceback", "") or "")
+        tb = getattr(exc, "traceback", None) or ""
+        tb = _ANSI.sub("", tb if isinstance(tb, str) else "\n".join(tb))
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", str(exc))
         raise RankError(

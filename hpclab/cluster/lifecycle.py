@@ -15,21 +15,23 @@ while it is healthy and make sure each one is gone after stopping.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from hpclab.cluster.errors import ClusterError, ClusterTimeout
 
-_STOP_GRACE_S = 5.0   # how long stopped processes get before SIGKILL
-# An idle engine takes several seconds to exit on SIGTERM (ipyparallel's default grace is
-# 5 s); our engines hold nothing worth saving once their process group is destroyed.
-_ENGINE_TERM_GRACE_S = 1
+# An engine takes seconds to exit on SIGTERM (its nanny lingers longer still), and
+# ipyparallel waits 5 s per engine before SIGKILL. Our engines hold nothing worth saving
+# once their process group is destroyed, so they get 1 s.
+_STOP_GRACE_S = 1.0
 
 
 def _shorten_grace(ipp_cluster) -> None:
+    ipp_cluster.log.setLevel(logging.ERROR)   # "did not exit after TERM" is expected here
     for engine_set in ipp_cluster.engines.values():
         for launcher in getattr(engine_set, "launchers", {}).values():
             if hasattr(launcher, "stop_seconds_until_kill"):
-                launcher.stop_seconds_until_kill = _ENGINE_TERM_GRACE_S
+                launcher.stop_seconds_until_kill = int(_STOP_GRACE_S)
 
 
 def _tree(pids) -> set[int]:
@@ -60,12 +62,14 @@ def cluster_processes(ipp_cluster) -> set[int]:
 
 
 def _reap(pids: set[int], grace: float = _STOP_GRACE_S) -> None:
-    """Wait for pids to exit; SIGKILL whatever is still alive after `grace` seconds."""
+    """SIGTERM the pids still alive, SIGKILL those alive `grace` seconds later."""
     import psutil
     procs = []
     for pid in pids:
         try:
-            procs.append(psutil.Process(pid))
+            proc = psutil.Process(pid)
+            proc.terminate()
+            procs.append(proc)
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
@@ -123,6 +127,7 @@ def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
     engine_pids -= _tree([ctrl.pid]) if ctrl is not None else set()
     _shorten_grace(ipp_cluster)
     try:
+        _reap(engine_pids)
         ipp_cluster.stop_engines_sync()
     finally:
         _reap(engine_pids)
@@ -136,16 +141,18 @@ def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
 def stop_owned(ipp_cluster, known_pids: set[int]) -> None:
     """Stop engines and controller we started, then make sure no process is left.
 
-    `known_pids`: the cluster's processes noted while it was healthy (cluster_processes).
+    `known_pids`: the cluster's local processes noted while it was healthy
+    (cluster_processes); empty for engines on other hosts, which the launcher stops.
     """
     pids = set(known_pids) | cluster_processes(ipp_cluster)
     _shorten_grace(ipp_cluster)
     try:
-        ipp_cluster.stop_cluster_sync()
+        _reap(pids)                  # all at once: 1 s in total rather than 1 s per engine
+        ipp_cluster.stop_cluster_sync()   # then the launchers' own clean-up (files, scancel)
     except Exception as exc:  # keep going: the reaping below is what prevents orphans
         logging.getLogger("hpclab").warning("ipyparallel stop_cluster failed: %s", exc)
     finally:
-        _reap(pids)
+        _reap(pids | cluster_processes(ipp_cluster))
 
 
 def attach_client(profile, cluster_id, connection_file, n, timeout: float):
@@ -153,13 +160,16 @@ def attach_client(profile, cluster_id, connection_file, n, timeout: float):
     import ipyparallel as ipp
     try:
         if connection_file is not None:
-            client = ipp.Client(url_file=connection_file, timeout=timeout)
+            if not os.path.isfile(connection_file):   # ipyparallel would wait for it to appear
+                raise FileNotFoundError(f"no connection file {connection_file}")
+            client = ipp.Client(str(connection_file), timeout=timeout)
         else:
             client = ipp.Client(profile=profile or "default", cluster_id=cluster_id or "",
                                 timeout=timeout)
     except (OSError, TimeoutError) as exc:
         where = connection_file or f"profile={profile or 'default'!r}, cluster_id={cluster_id!r}"
-        raise ClusterError(f"could not attach to the cluster at {where}: {exc}. Is it running "
+        reason = str(exc).strip().rstrip(".")
+        raise ClusterError(f"could not attach to the cluster at {where}: {reason}. Is it running "
                            "(`ipcluster list`)? Start it with `ipcluster start -n 4`, or use "
                            "hpclab.connect(n=4) to start engines here") from exc
     try:
