@@ -30,4 +30,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'hpclab.widgets' has no attribute {name!r}")
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["AllReduceVisualiser", "ClusterPanel", "Dashboard", "DashboardState",
+           "OptimizerPlayground"]

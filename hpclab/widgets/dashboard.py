@@ -27,89 +27,17 @@ import threading
 import ipywidgets as W
 
 from hpclab.metrics import StepRecord
+from hpclab.widgets.dashboard_plot import DashboardPlot
 from hpclab.widgets.dashboard_state import DashboardState
 from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png, live_figure
 from hpclab.widgets.renderer import Renderer
-
-SPLIT_NAMES = ("compute", "comm", "optimizer", "other")
-SPLIT_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c0c0c0")
 
 
 def _fmt_seconds(s: float | None) -> str:
     if s is None:
         return "?"
-    s = int(round(s))
+    s = round(s)
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
-
-
-class DashboardPlot:
-    """The dashboard's three Axes (loss, throughput, time split) and their artists.
-
-    Artists are created once per rank and then only get new data (`set_data`, bar
-    widths), and the layout is fixed: a redraw is then a plain rasterisation, several
-    times cheaper than clearing the Axes and running constrained layout again.
-    """
-
-    def __init__(self, fig):
-        self.fig = fig
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.25)
-        self.ax_loss, self.ax_thr, self.ax_split = fig.subplots(1, 3, width_ratios=[1, 1, 0.8])
-        self.ax_loss.set(title="loss", xlabel="step")
-        self.ax_thr.set(title="throughput (samples/s)", xlabel="step")
-        self.ax_split.set(title="time per step (ms)")
-        self.loss_lines: dict[int, object] = {}
-        self.thr_lines: dict[int, object] = {}
-        self.loss_mean = self.ax_loss.plot([], [], color="black", lw=2, label="mean")[0]
-        self.val = self.ax_loss.plot([], [], "o-", color="crimson", ms=3, lw=1,
-                                     label="validation")[0]
-        self.thr_total = self.ax_thr.plot([], [], color="black", lw=2, label="total")[0]
-        self.bars: list = []
-        self.bar_rows: list[str] = []
-
-    def _rank_line(self, lines, ax, rank):
-        if rank not in lines:
-            lines[rank] = ax.plot([], [], lw=1, alpha=0.7, label=f"rank {rank}")[0]
-            ax.legend(fontsize=7, loc="upper right")
-        return lines[rank]
-
-    def update(self, state: DashboardState) -> None:
-        multi = len(state.ranks) > 1
-        for r, s in state.ranks.items():
-            self._rank_line(self.loss_lines, self.ax_loss, r).set_data(s.steps, s.loss)
-            if multi:
-                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(s.steps, s.throughput)
-        self.loss_mean.set_data(*state.loss_aggregate())
-        self.val.set_data(*state.val_aggregate())
-        self.thr_total.set_data(*state.throughput_aggregate())
-        if state.ranks and self.ax_thr.get_legend() is None:
-            self.ax_loss.legend(fontsize=7, loc="upper right")
-            self.ax_thr.legend(fontsize=7, loc="upper right")
-        for ax in (self.ax_loss, self.ax_thr):
-            ax.relim()
-            ax.autoscale_view()
-        self._update_bars(state, multi)
-
-    def _update_bars(self, state: DashboardState, multi: bool) -> None:
-        rows = [("all", state.time_split())]
-        if multi:
-            rows += [(f"rank {r}", state.time_split(r)) for r in sorted(state.ranks)]
-        names = [n for n, _ in rows]
-        if names != self.bar_rows:       # a new rank: build the bars again
-            self.ax_split.clear()
-            self.ax_split.set(title="time per step (ms)")
-            self.bars = [self.ax_split.barh(names, [0] * len(names), color=color, label=name)
-                         for name, color in zip(SPLIT_NAMES, SPLIT_COLORS)]
-            self.ax_split.invert_yaxis()
-            self.ax_split.legend(fontsize=7, loc="lower right")
-            self.bar_rows = names
-        left = [0.0] * len(rows)
-        for i, bars in enumerate(self.bars):
-            for j, rect in enumerate(bars):
-                width = 1e3 * rows[j][1][i]
-                rect.set_x(left[j])
-                rect.set_width(width)
-                left[j] += width
-        self.ax_split.set_xlim(0, max(max(left), 1e-3) * 1.05)
 
 
 class Dashboard(StaticFallback, W.VBox):
@@ -128,6 +56,7 @@ class Dashboard(StaticFallback, W.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.stop_requested = False
         self.finished = False
+        self.full_redraws = 0
         self._job = None
         self._pending: list = []
         self._lock = threading.Lock()
@@ -149,18 +78,18 @@ class Dashboard(StaticFallback, W.VBox):
                 self._pending.append(record)
         self.renderer.poke()
         if self.stop_requested and self._job is None:
-            from hpclab.train import StopTraining   # fit() ends cleanly after this step
+            from hpclab.train import StopTraining  # fit() ends cleanly after this step
             raise StopTraining("stopped from the dashboard")
 
     on_step = __call__
 
     @classmethod
-    def for_job(cls, job, total_steps: int | None = None, **kwargs) -> "Dashboard":
+    def for_job(cls, job, total_steps: int | None = None, **kwargs) -> Dashboard:
         dash = cls(total_steps=total_steps or getattr(job, "steps", None), **kwargs)
         dash.attach(job)
         return dash
 
-    def attach(self, job) -> "Dashboard":
+    def attach(self, job) -> Dashboard:
         """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
         self._job = job
         job.subscribe(self)
@@ -182,7 +111,7 @@ class Dashboard(StaticFallback, W.VBox):
                 return
             self.state.add(new)
             self.plot.update(self.state)
-            self.canvas.draw()
+            self.full_redraws += self.plot.render(self.canvas)
             self._update_controls()
         if (self.state.total_steps and self.state.steps_done >= self.state.total_steps
                 and not self.finished):
@@ -229,7 +158,7 @@ class Dashboard(StaticFallback, W.VBox):
                 new, self._pending = self._pending, []
             self.state.add(new)
             fig = Figure(figsize=(11, 3.0), dpi=80)
-            DashboardPlot(fig).update(self.state)
+            DashboardPlot(fig, live=False).update(self.state)
         return fig
 
     def snapshot(self):

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Renderer:
         """Say that there is something new to draw (cheap; call from any thread)."""
         self._dirty.set()
 
-    def start(self) -> "Renderer":
+    def start(self) -> Renderer:
         if self._thread is None or not self._thread.is_alive():
             self._stopping.clear()
             self.stats.started = time.perf_counter()
@@ -104,7 +104,7 @@ class Renderer:
             self._dirty.clear()
             try:
                 self.draw_now()
-            except BaseException as exc:  # keep the error for the widget to show
+            except Exception as exc:  # noqa: BLE001 -- kept for the widget to show, not lost in a thread
                 self.error = exc
                 return
             if stopping:
