@@ -6,6 +6,7 @@ Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_l
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
     params = model.fit(list(pp), list(pp.values()), list(red), list(red.values()))
     t = time_all_reduce(x, "ring")             # seconds, same value on every rank
+    ts = time_all_reduces(x, ["ring", "torch"])  # {algorithm: seconds}, runs interleaved
 
 Every figure is the *minimum* over `repeats` runs: on a shared machine the other users
 only ever add time, so the minimum is the most repeatable estimate of what the hardware
@@ -68,12 +69,20 @@ def time_all_reduce(x: torch.Tensor, algorithm: str, repeats: int = 5, warmup: i
                     group=None, timeout=None) -> float:
     """Best-of-`repeats` time of `hpclab.comm.all_reduce(x, algorithm=...)` in seconds,
     each run timed from a barrier to the slowest rank's finish; same on every rank."""
-    times = torch.zeros(repeats, dtype=torch.float64)
+    return time_all_reduces(x, [algorithm], repeats, warmup, group, timeout)[algorithm]
+
+
+def time_all_reduces(x: torch.Tensor, algorithms, repeats: int = 5, warmup: int = 1,
+                     group=None, timeout=None) -> dict[str, float]:
+    """Like time_all_reduce for several algorithms, taking turns run by run, so that a
+    burst of load from other users hits all of them rather than one."""
+    times = torch.zeros(len(algorithms), repeats, dtype=torch.float64)
     for i in range(-warmup, repeats):
-        dist.barrier(group=group)
-        start = time.perf_counter()
-        all_reduce(x, algorithm=algorithm, group=group, timeout=timeout)
-        if i >= 0:
-            times[i] = time.perf_counter() - start
+        for a, algorithm in enumerate(algorithms):
+            dist.barrier(group=group)
+            start = time.perf_counter()
+            all_reduce(x, algorithm=algorithm, group=group, timeout=timeout)
+            if i >= 0:
+                times[a, i] = time.perf_counter() - start
     dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
-    return float(times.min())
+    return {algorithm: float(times[a].min()) for a, algorithm in enumerate(algorithms)}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from hpclab.comm.ops import combine_
-from hpclab.comm.p2p import Comm, segments, split
+from hpclab.comm.p2p import Comm, Inbox, segments, split
 
 # 1 MiB: large enough that the per-message cost α is small next to the segment's nβ, small
 # enough that adding one segment overlaps the transfer of the next.
@@ -43,25 +43,24 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str,
                    segment_bytes: int = SEGMENT_BYTES) -> None:
     """Afterwards chunk r of x on rank r holds the reduction of everyone's chunk r."""
     p, r = comm.world_size, comm.rank
-    chunks = split(x, p)
-    right, left = (r + 1) % p, (r - 1) % p
     if p == 1:
         return
-    inbox = torch.empty_like(max(chunks, key=torch.numel))   # one chunk arrives at a time
+    right, left = (r + 1) % p, (r - 1) % p
+    chunks = split(x, p)
     first = (r - 1) % p
     sends = [comm.isend(seg, right, step=0, phase="reduce-scatter", chunk=first, segment=k)
              for k, seg in enumerate(segments(chunks[first], segment_bytes))]
-    for step in range(p - 1):
-        c = (r - step - 2) % p                               # the chunk arriving now
-        incoming = segments(inbox[:chunks[c].numel()], segment_bytes)
-        recvs = [comm.irecv(seg, left, step=step, phase="reduce-scatter") for seg in incoming]
-        for k, (recv, theirs, mine) in enumerate(
-                zip(recvs, incoming, segments(chunks[c], segment_bytes))):
-            comm.wait(recv)
-            combine_(mine, theirs, op)
-            if step < p - 2:   # pipelining: pass the added segment on at once
-                sends.append(comm.isend(mine, right, step=step + 1, phase="reduce-scatter",
-                                        chunk=c, segment=k))
+    # What arrives from the left, in order: the segments of chunk (r−s−2) mod p at step s.
+    arriving = [(step, c, k, seg)
+                for step, c in [(s, (r - s - 2) % p) for s in range(p - 1)]
+                for k, seg in enumerate(segments(chunks[c], segment_bytes))]
+    inbox = Inbox(comm, left, [seg.numel() for *_, seg in arriving], x,
+                  steps=[step for step, *_ in arriving], phase="reduce-scatter")
+    for step, c, k, mine in arriving:
+        combine_(mine, inbox.next(), op)
+        if step < p - 2:   # pipelining: pass the added segment on at once
+            sends.append(comm.isend(mine, right, step=step + 1, phase="reduce-scatter",
+                                    chunk=c, segment=k))
     comm.wait(*sends)
 
 
@@ -70,20 +69,22 @@ def all_gather(comm: Comm, x: torch.Tensor, segment_bytes: int = SEGMENT_BYTES,
     """Afterwards every rank holds chunk r of rank r's x, for every r (in place).
     (Steps are numbered from `first_step`, so a trace of the all-reduce counts on.)"""
     p, r = comm.world_size, comm.rank
-    chunks = split(x, p)
-    right, left = (r + 1) % p, (r - 1) % p
     if p == 1:
         return
+    right, left = (r + 1) % p, (r - 1) % p
+    chunks = split(x, p)
     sends = [comm.isend(seg, right, step=first_step, phase="all-gather", chunk=r, segment=k)
              for k, seg in enumerate(segments(chunks[r], segment_bytes))]
-    # Every chunk lands in its own place, so all receives can be posted up front.
-    arriving = [(step, (r - step - 1) % p) for step in range(p - 1)]
-    recvs = [[comm.irecv(seg, left, step=first_step + step, phase="all-gather")
-              for seg in segments(chunks[c], segment_bytes)] for step, c in arriving]
-    for (step, c), step_recvs in zip(arriving, recvs):
-        for k, (recv, seg) in enumerate(zip(step_recvs, segments(chunks[c], segment_bytes))):
-            comm.wait(recv)
-            if step < p - 2:
-                sends.append(comm.isend(seg, right, step=first_step + step + 1, phase="all-gather",
-                                        chunk=c, segment=k))
+    # What arrives from the left: chunk (r−s−1) mod p at step s, each straight into its
+    # place, so every receive can be posted up front.
+    arriving = [(step, c, k, seg)
+                for step, c in [(s, (r - s - 1) % p) for s in range(p - 1)]
+                for k, seg in enumerate(segments(chunks[c], segment_bytes))]
+    recvs = [comm.irecv(seg, left, step=first_step + step, phase="all-gather")
+             for step, _, _, seg in arriving]
+    for recv, (step, c, k, seg) in zip(recvs, arriving):
+        comm.wait(recv)
+        if step < p - 2:   # pipelining: pass the segment on as soon as it is here
+            sends.append(comm.isend(seg, right, step=first_step + step + 1,
+                                    phase="all-gather", chunk=c, segment=k))
     comm.wait(*sends)

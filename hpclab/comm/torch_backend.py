@@ -46,4 +46,4 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
 
 def _wait(comm: Comm, work, what: str) -> None:
     # peer -1: torch does not say whom it waited for
-    comm.wait(Pending(work, "recv", -1, 0, f"torch.distributed.{what}"))
+    comm.wait(Pending([work], "recv", -1, 0, f"torch.distributed.{what}"))
