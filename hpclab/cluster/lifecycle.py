@@ -110,6 +110,9 @@ def start_engines(launcher, n: int, timeout: float):
         ipp_cluster.start_engines_sync(n)
         client = ipp_cluster.connect_client_sync()
         _wait_for(client, n, timeout, launcher, t0)
+        # From here on a dead engine is reported by hpclab as a RankError; ipyparallel would
+        # also dump the engine's whole log into the notebook.
+        ipp_cluster.log.setLevel(logging.ERROR)
         return ipp_cluster, client
     except BaseException:
         if client is not None:
