@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hpclab import optim
+
 
 @dataclass
 class DemoConfig:
@@ -40,21 +42,11 @@ class DemoConfig:
     progress: bool = False
 
 
-def optimizers():
-    """hpclab.optim when installed (it is a drop-in for torch.optim), else torch.optim."""
-    try:
-        from hpclab import optim
-    except ImportError:
-        from torch import optim
-    return optim
-
-
 def section_paths_2d(cfg: DemoConfig) -> dict:
     import matplotlib.pyplot as plt
 
     from hpclab.plots import plot_contours, save_figure
     from hpclab.problems import ROSENBROCK, trajectory
-    optim = optimizers()
     n = cfg.paths_steps
     paths = {"GD η=1e-3": trajectory(ROSENBROCK, optim.SGD, steps=n, lr=1e-3),
              "momentum 0.9": trajectory(ROSENBROCK, optim.SGD, steps=n, lr=1e-3,
@@ -103,7 +95,6 @@ def section_digits(cfg: DemoConfig) -> dict:
         save_model,
     )
     from hpclab.train import EarlyStopping, fit
-    optim = optimizers()
     config = {"in_features": 64, "hidden": (128,), "out_features": 10, "seed": cfg.seed}
     train, val = digits_loaders(batch_size=32, train_size=400, seed=cfg.seed)
     model = make_mlp(**config)
@@ -120,7 +111,7 @@ def section_digits(cfg: DemoConfig) -> dict:
     split = load_digits_split(seed=cfg.seed)
     raw_val = (split.X_val * 16).numpy()
     labels, _ = predict_digits(load_model(cfg.out / "digits_mlp.pt"), raw_val)
-    return {**history.summary(), "optimizer": f"{optim.__name__}.Adam",
+    return {**history.summary(), "optimizer": "hpclab.optim.Adam",
             "inference_accuracy": float((labels == split.y_val).float().mean())}
 
 
@@ -130,7 +121,6 @@ def section_transformer(cfg: DemoConfig) -> dict:
     from hpclab.plots import plot_losses, plot_throughput, save_figure
     from hpclab.problems import generate, lm_loss, text_loaders, tiny_transformer
     from hpclab.train import fit
-    optim = optimizers()
     train, val, tok = text_loaders(block_size=64, batch_size=32, batches_per_epoch=50,
                                    seed=cfg.seed)
     model = tiny_transformer(tok.vocab_size, seed=cfg.seed)
