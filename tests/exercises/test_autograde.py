@@ -15,7 +15,10 @@ import pytest
 
 from hpclab import grading
 
-pytestmark = [pytest.mark.notebooks, pytest.mark.cluster, pytest.mark.slow]
+# Autograding all six assignments takes 1-4 minutes (kernels, process groups) and the
+# module-scoped fixture counts against the first test that uses it.
+pytestmark = [pytest.mark.notebooks, pytest.mark.cluster, pytest.mark.slow,
+              pytest.mark.timeout(1200)]
 
 UNIT = {"a": pytest.mark.unit_a, "b": pytest.mark.unit_b, "c": pytest.mark.unit_c,
         "d": pytest.mark.unit_d}
