@@ -20,6 +20,8 @@ so more micro-batches shrink the bubble, at the price of smaller matrix products
                          y if ctx.rank == ctx.world_size - 1 else None,
                          loss_fn=nn.functional.cross_entropy, n_micro=4)
     # loss is returned on the last rank; every stage now holds ∂J/∂θ_r in .grad
+    y_hat = pipeline_forward(stage, ctx, x if ctx.rank == 0 else None, n_micro=4)
+    # inference: the model's output on the last rank, no gradients kept
 """
 
 from __future__ import annotations
@@ -123,3 +125,28 @@ def pipeline_step(stage: nn.Module, ctx, x: torch.Tensor | None, y: torch.Tensor
         if not first:
             _send(inputs[i].grad, rank - 1, ctx.group)
     return total if last else None
+
+
+@torch.no_grad()
+def pipeline_forward(stage: nn.Module, ctx, x: torch.Tensor | None, n_micro: int):
+    """Pipeline-parallel inference: f_p(…f_1(x)) on the last rank (None elsewhere).
+
+    Micro-batches keep every stage busy once the pipe is full: stage r works on
+    micro-batch i while stage r+1 works on micro-batch i−1.
+    """
+    rank, p = ctx.rank, ctx.world_size
+    if n_micro < 1:
+        raise ValueError(f"n_micro must be >= 1, got {n_micro}")
+    if rank == 0 and x is None:
+        raise ValueError("rank 0 (the first stage) needs the input batch x")
+    dtype = next(stage.parameters()).dtype
+    xs = x.tensor_split(n_micro) if rank == 0 else [None] * n_micro
+    outs = []
+    for i in range(n_micro):
+        inp = xs[i] if rank == 0 else _recv(rank - 1, dtype, ctx.group)
+        out = stage(inp)
+        if rank == p - 1:
+            outs.append(out)
+        else:
+            _send(out, rank + 1, ctx.group)
+    return torch.cat(outs) if rank == p - 1 else None
