@@ -39,6 +39,7 @@ class DemoConfig:
     regression_steps: int = 200
     digits_epochs: int = 30
     transformer_steps: int = 150
+    dp_steps: int = 150
     progress: bool = False
 
 
@@ -134,9 +135,49 @@ def section_transformer(cfg: DemoConfig) -> dict:
             "sample": generate(model, tok, "Once upon a time", 120, temperature=0.8)}
 
 
+def section_data_parallel(cfg: DemoConfig) -> dict:
+    """The digits MLP on cfg.engines engines with our DDP: loss per rank, time split."""
+    import matplotlib.pyplot as plt
+
+    import hpclab
+    from hpclab.parallel import Trainer, TrainerConfig
+    from hpclab.plots import save_figure
+    from hpclab.problems import make_mlp
+    with hpclab.connect(n=cfg.engines) as cluster:
+        trainer = Trainer(cluster, lambda: make_mlp(64, (128,), 10, seed=cfg.seed),
+                          _digits_train, lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                          TrainerConfig(batch_size=64, algorithm="ring", seed=cfg.seed))
+        history = trainer.fit(steps=cfg.dp_steps).wait()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in range(cfg.engines):
+        recs = [x for x in history if x.rank == r]
+        ax1.plot([x.step for x in recs], [x.loss for x in recs], label=f"rank {r}")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("local loss")
+    ax1.legend()
+    recs = [x for x in history if x.rank == 0 and x.step > 5]
+    split = {k: 1e3 * sum(getattr(x, f"t_{k}") for x in recs) / max(len(recs), 1)
+             for k in ("forward", "backward", "comm", "optim")}
+    ax2.bar(list(split), list(split.values()))
+    ax2.set_ylabel("ms per step (rank 0; comm = exposed)")
+    save_figure(fig, cfg.out / "data_parallel.png")
+    last = [x.loss for x in history if x.step == cfg.dp_steps]
+    return {"engines": cfg.engines, "steps": cfg.dp_steps, "final_loss_mean": sum(last) / len(last),
+            "ms_per_step_split_rank0": split,
+            "samples_per_s_total": sum(x.samples_per_s for x in history
+                                       if x.step == cfg.dp_steps)}
+
+
+def _digits_train():
+    from hpclab.problems import load_digits_split
+    split = load_digits_split()
+    return split.X_train, split.y_train
+
+
 # Each entry: (name, function). The data-parallel section is added here as one more entry.
 SECTIONS = [("paths_2d", section_paths_2d), ("regression", section_regression),
-            ("digits", section_digits), ("transformer", section_transformer)]
+            ("digits", section_digits), ("transformer", section_transformer),
+            ("data_parallel", section_data_parallel)]
 
 
 def run(cfg: DemoConfig, sections=SECTIONS) -> dict:
