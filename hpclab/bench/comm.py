@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hpclab.comm import ALGORITHMS, model
-from hpclab.comm.measure import ping_pong, reduction_times, time_all_reduces
+from hpclab.comm.measure import exchange, ping_pong, reduction_times, time_all_reduces
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZES = [4 * KiB * 4 ** k for k in range(8)]          # 4 KiB, 16 KiB, …, 64 MiB
@@ -40,16 +40,32 @@ class BenchConfig:
     timeout: float = 600.0
 
 
+def repeats_for(nbytes: int, repeats: int) -> int:
+    """More runs for small sizes: they are cheap, and noisier on a shared machine."""
+    return repeats * (4 if nbytes <= MiB else 2 if nbytes <= 16 * MiB else 1)
+
+
 def measure(ctx, sizes: list[int], repeats: int) -> dict:
     """SPMD on every rank: α/β/γ measurements and all-reduce times (same on every rank)."""
-    pp_sizes = [4, 64, KiB] + list(sizes)
-    results = {"ping_pong": ping_pong(pp_sizes, repeats=2 * repeats, timeout=ctx.timeout),
-               "reduce": reduction_times(sizes, repeats=2 * repeats), "times": {}}
+    results = {"ping_pong": {}, "exchange": {}, "reduce": {}, "times": {}}
+    for nbytes in [4, 64, KiB] + list(sizes):
+        r = repeats_for(nbytes, repeats)
+        results["ping_pong"].update(ping_pong([nbytes], repeats=r, timeout=ctx.timeout))
+        results["exchange"].update(exchange([nbytes], repeats=r, timeout=ctx.timeout))
+    results["reduce"] = slowest_rank(reduction_times(sizes, repeats=4 * repeats))
     for nbytes in sizes:
         x = torch.ones(nbytes // 4)
         results["times"][nbytes] = time_all_reduces(x, ALGORITHMS["all_reduce"],
-                                                     repeats=repeats, timeout=ctx.timeout)
+                                                     repeats=repeats_for(nbytes, repeats),
+                                                     timeout=ctx.timeout)
     return results
+
+
+def slowest_rank(times: dict[int, float]) -> dict[int, float]:
+    """Each size's time on the slowest rank (all ranks ran at once and shared the cores)."""
+    t = torch.tensor(list(times.values()), dtype=torch.float64)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return dict(zip(times, t.tolist()))
 
 
 def run(cfg: BenchConfig) -> tuple[dict, str]:
@@ -66,8 +82,7 @@ def run(cfg: BenchConfig) -> tuple[dict, str]:
 
 
 def fit(results: dict) -> model.Params:
-    pp, red = results["ping_pong"], results["reduce"]
-    return model.fit(list(pp), list(pp.values()), list(red), list(red.values()))
+    return model.fit(results["ping_pong"], results["reduce"], results["exchange"])
 
 
 def table(results: dict, params: model.Params, p: int) -> list[dict]:
@@ -91,6 +106,16 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{human(r['bytes']):>8} {r['algorithm']:<18} {r['measured_ms']:>11.3f} "
                      f"{r['model_ms']:>9.3f} {r['model_error']:>+9.0%} {r['busbw_GBs']:>10.3f} "
                      f"{r['busbw_vs_gloo']:>10.2f}")
+    return "\n".join(lines)
+
+
+def format_machine(results: dict) -> str:
+    lines = [f"{'size':>8} {'ping-pong ms':>12} {'exchange ms':>11} {'add ms':>8}"]
+    for nbytes, one_way in results["ping_pong"].items():
+        add = results["reduce"].get(nbytes)
+        lines.append(f"{human(nbytes):>8} {1e3 * one_way:>12.3f} "
+                     f"{1e3 * results['exchange'][nbytes]:>11.3f} "
+                     f"{'' if add is None else f'{1e3 * add:.3f}':>8}")
     return "\n".join(lines)
 
 
@@ -166,7 +191,8 @@ def human(nbytes: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench comm", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=int, default=2, help="number of ranks p (default 2)")
-    ap.add_argument("--repeats", type=int, default=5, help="runs per measurement (best kept)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="runs per measurement, best kept (x4 up to 1 MiB, x2 up to 16 MiB)")
     ap.add_argument("--out", default="comm_bench.png", help="where to save the plot")
     ap.add_argument("--local", action="store_true",
                     help="forked local processes instead of ipyparallel engines")
@@ -185,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = table(results, params, p)
     print(f"hpclab bench comm: all-reduce on {where}, p = {p}, float32, best of "
           f"{cfg.repeats}; reference: torch.distributed.all_reduce (gloo)")
-    print(f"fitted model: {params}")
+    print("\nthe machine: one-way ping-pong (ranks 0-1), exchange (all ranks in pairs at once),"
+          " local add")
+    print(format_machine(results))
+    print(f"fitted model: {params}\n")
     print(format_table(rows))
     print("\nbest algorithm per size")
     print(choices(results, params, p))

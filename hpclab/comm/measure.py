@@ -3,8 +3,9 @@
 Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_local):
 
     pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
+    ex = exchange([4, 4096, 1 << 20])          # {nbytes: seconds}, all ranks in pairs at once
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
-    params = model.fit(list(pp), list(pp.values()), list(red), list(red.values()))
+    params = model.fit(pp, red, ex)
     t = time_all_reduce(x, "ring")             # seconds, same value on every rank
     ts = time_all_reduces(x, ["ring", "torch"])  # {algorithm: seconds}, runs interleaved
 
@@ -48,6 +49,29 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
     if comm.world_size > 1:
         dist.broadcast(times, group_src=0, group=group)
     return {int(n): float(t) for n, t in zip(sizes, times)}
+
+
+def exchange(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
+    """Time for ranks 2i and 2i+1 to swap n bytes, every pair at once (a bidirectional
+    ping-pong): what one step of the ring, recursive doubling or halving-doubling costs.
+    Equal to the one-way time on a full-duplex network; slower on one host, where the
+    same CPUs copy both directions (and all p ranks share the cores)."""
+    comm = Comm.of(group, timeout, collective="exchange", algorithm="naive", trace=None)
+    partner = comm.rank ^ 1
+    times = torch.zeros(len(sizes), repeats, dtype=torch.float64)
+    for i, nbytes in enumerate(sizes):
+        mine = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
+        theirs = torch.empty_like(mine)
+        for j in range(-1, repeats):
+            dist.barrier(group=group)
+            start = time.perf_counter()
+            if partner < comm.world_size:
+                comm.exchange(mine, partner, theirs, partner, step=0, phase="exchange")
+            if j >= 0:
+                times[i, j] = time.perf_counter() - start
+    if comm.world_size > 1:
+        dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
+    return {int(n): float(t) for n, t in zip(sizes, times.min(dim=1).values)}
 
 
 def reduction_times(sizes, dtype=torch.float32, repeats: int = 10) -> dict[int, float]:

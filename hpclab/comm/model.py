@@ -4,10 +4,10 @@ A message of n bytes costs α + n·β (α: latency in seconds, β: seconds per b
 bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vector:
 
     naive               2(p−1)·(α + nβ) + (p−1)·nγ
-    parameter_server    2(p−1)·α + 2(p−1)/p·nβ + (p−1)/p·nγ     (sharded: like the ring)
-    ring                2(p−1)·α + 2(p−1)/p·nβ + (p−1)/p·nγ
-    recursive_doubling  log₂p·(α + nβ + nγ)
-    halving_doubling    2·log₂p·α + 2(p−1)/p·nβ + (p−1)/p·nγ
+    parameter_server    2(p−1)·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ     (sharded: like the ring)
+    ring                2(p−1)·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
+    recursive_doubling  log₂p·(α + nβ₂ + nγ)
+    halving_doubling    2·log₂p·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
     tree                critical path of the binary heap: ≈ 2d(α + nβ + nγ) + 2d(α + nβ),
                         d = ⌊log₂p⌋ (a parent serves its two children one after the other)
     torch               modelled as the ring (gloo's and NCCL's large-message algorithm)
@@ -15,13 +15,19 @@ bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vect
 When p is not a power of two the recursive algorithms run on p' = 2^⌊log₂p⌋ ranks and
 pay 2(α + nβ) + nγ more to fold the extra ranks in and out.
 
+β₂ is β when a rank sends and receives at the same time, as every step of the ring,
+recursive doubling and halving-doubling does. The lecture's model assumes full-duplex
+links, β₂ = β, which holds on a real network. On one host the "network" is the CPUs
+copying through the kernel, both directions compete, and β₂ is measured separately
+(`measure.exchange`) — leave it out and the model is the lecture's.
+
 Bandwidths of a measured all-reduce taking t seconds on n bytes:
 
     algbw = n / t                   (what the user sees)
     busbw = algbw · 2(p−1)/p        (what each link carried: comparable across p, and
                                      with the ping-pong bandwidth 1/β)
 
-    params = fit(ping_pong_bytes, ping_pong_seconds, reduce_bytes, reduce_seconds)
+    params = fit(ping_pong_times, reduction_times, exchange_times)   # {bytes: seconds}
     predict("ring", 16 << 20, 4, params);  best_algorithm(16 << 20, 4, params)
 """
 
@@ -38,13 +44,21 @@ ALGORITHMS = ("naive", "parameter_server", "ring", "recursive_doubling", "halvin
 
 @dataclass
 class Params:
-    alpha: float   # s per message
-    beta: float    # s per byte sent
-    gamma: float   # s per byte reduced
+    alpha: float                      # s per message
+    beta: float                       # s per byte sent, one direction at a time
+    gamma: float                      # s per byte reduced
+    beta_duplex: float | None = None  # β₂: s per byte while also receiving (None: = β)
+
+    @property
+    def beta2(self) -> float:
+        return self.beta if self.beta_duplex is None else self.beta_duplex
 
     def __str__(self) -> str:
-        return (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
+        text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
                 f"({1e-9 / self.beta:.2f} GB/s), γ = {self.gamma * 1e9:.3f} ns/B")
+        if self.beta_duplex is not None:
+            text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({1e-9 / self.beta2:.2f} GB/s)"
+        return text
 
 
 def naive(n: float, p: int, c: Params) -> float:
@@ -52,7 +66,7 @@ def naive(n: float, p: int, c: Params) -> float:
 
 
 def ring(n: float, p: int, c: Params) -> float:
-    return 2 * (p - 1) * c.alpha + 2 * (p - 1) / p * n * c.beta + (p - 1) / p * n * c.gamma
+    return 2 * (p - 1) * c.alpha + 2 * (p - 1) / p * n * c.beta2 + (p - 1) / p * n * c.gamma
 
 
 def parameter_server(n: float, p: int, c: Params) -> float:
@@ -61,12 +75,12 @@ def parameter_server(n: float, p: int, c: Params) -> float:
 
 def recursive_doubling(n: float, p: int, c: Params) -> float:
     p2 = _p2(p)
-    return math.log2(p2) * (c.alpha + n * c.beta + n * c.gamma) + _fold(n, p, c)
+    return math.log2(p2) * (c.alpha + n * c.beta2 + n * c.gamma) + _fold(n, p, c)
 
 
 def halving_doubling(n: float, p: int, c: Params) -> float:
     p2 = _p2(p)
-    return (2 * math.log2(p2) * c.alpha + 2 * (p2 - 1) / p2 * n * c.beta
+    return (2 * math.log2(p2) * c.alpha + 2 * (p2 - 1) / p2 * n * c.beta2
             + (p2 - 1) / p2 * n * c.gamma + _fold(n, p, c))
 
 
@@ -142,9 +156,15 @@ def fit_gamma(nbytes, seconds) -> float:
     return float(np.dot(n, t) / np.dot(n, n))
 
 
-def fit(pp_bytes, pp_seconds, red_bytes, red_seconds) -> Params:
-    alpha, beta = fit_alpha_beta(pp_bytes, pp_seconds)
-    return Params(alpha, beta, fit_gamma(red_bytes, red_seconds))
+def fit(ping_pong: dict, reductions: dict, exchanges: dict | None = None) -> Params:
+    """Params from measured {bytes: seconds}: one-way ping-pong times (α, β), local
+    reduction times (γ) and, optionally, bidirectional exchange times (β₂)."""
+    alpha, beta = fit_alpha_beta(list(ping_pong), list(ping_pong.values()))
+    gamma = fit_gamma(list(reductions), list(reductions.values()))
+    beta2 = None
+    if exchanges:
+        beta2 = fit_alpha_beta(list(exchanges), list(exchanges.values()))[1]
+    return Params(alpha, beta, gamma, beta2)
 
 
 def _p2(p: int) -> int:

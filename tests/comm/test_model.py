@@ -46,6 +46,14 @@ def test_one_rank_costs_nothing_and_bad_names_fail():
         predict("bogus", N, 4, C)
 
 
+def test_duplex_beta_slows_the_exchanging_algorithms_only():
+    slow = Params(C.alpha, C.beta, C.gamma, beta_duplex=2 * C.beta)
+    for algorithm in ("ring", "parameter_server", "recursive_doubling", "halving_doubling"):
+        assert predict(algorithm, N, 4, slow) > predict(algorithm, N, 4, C)
+    for algorithm in ("naive", "tree"):
+        assert predict(algorithm, N, 4, slow) == predict(algorithm, N, 4, C)
+
+
 def test_bus_bandwidth():
     assert model.alg_bandwidth(1e6, 1e-3) == pytest.approx(1e9)
     assert model.bus_bandwidth(1e6, 1e-3, 4) == pytest.approx(1e9 * 2 * 3 / 4)
@@ -71,7 +79,12 @@ def test_fits_recover_known_parameters():
     alpha, beta = model.fit_alpha_beta(sizes, C.alpha + sizes * C.beta)
     assert alpha == pytest.approx(C.alpha, rel=1e-9) and beta == pytest.approx(C.beta, rel=1e-9)
     assert model.fit_gamma(sizes, sizes * C.gamma) == pytest.approx(C.gamma, rel=1e-12)
-    fitted = model.fit(sizes, C.alpha + sizes * C.beta, sizes, sizes * C.gamma)
+    fitted = model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
+                       dict(zip(sizes, sizes * C.gamma)),
+                       dict(zip(sizes, C.alpha + sizes * 3 * C.beta)))
     assert fitted.alpha == pytest.approx(C.alpha) and "GB/s" in str(fitted)
+    assert fitted.beta_duplex == pytest.approx(3 * C.beta)
+    assert model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
+                     dict(zip(sizes, sizes * C.gamma))).beta2 == pytest.approx(C.beta)
     with pytest.raises(ValueError, match="at least two message sizes"):
         model.fit_alpha_beta([8, 8], [1e-6, 1e-6])
