@@ -114,13 +114,12 @@ def parse_slurm_time(text: str) -> float | None:
         return None
     days, _, rest = text.rpartition("-")
     parts = [int(p) for p in rest.split(":")]
-    if days == "" and len(parts) == 1:
-        seconds = parts[0] * 60                       # a bare number means minutes
-    else:
-        while len(parts) < 3:
-            parts.insert(0, 0)
-        h, m, s = parts[-3:]
-        seconds = h * 3600 + m * 60 + s
+    if days:                              # days-hours[:minutes[:seconds]]
+        parts += [0] * (3 - len(parts))
+    elif len(parts) < 3:                  # minutes[:seconds]
+        parts = [0] + parts + [0] * (2 - len(parts))
+    h, m, s = parts
+    seconds = h * 3600 + m * 60 + s
     return seconds + int(days or 0) * 86400
 
 

@@ -155,3 +155,9 @@ def test_job_stuck_in_queue_times_out_with_the_reason_and_is_cancelled(slurm):
     text = str(err.value)
     assert "PENDING" in text and "BeginTime" in text and stuck.job_name in text
     assert wait_gone(stuck.job_name) == []
+
+
+def test_doctor_sees_the_running_slurm(slurm):
+    from hpclab.cluster.doctor import check_slurm
+    check = check_slurm()
+    assert check.status == "PASS" and "debug" in check.detail, check.line()
