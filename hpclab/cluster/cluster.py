@@ -21,21 +21,19 @@ call started; an attached cluster is left running, only its process group is des
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from hpclab.cluster import engine
 from hpclab.cluster.errors import ClusterError, RankError
 from hpclab.cluster.handle import RankMeta, RunHandle
-from hpclab.cluster.info import ClusterInfo
+from hpclab.cluster.info import ClusterInfo, gather_info
 from hpclab.cluster.launchers import EngineLauncher, get_launcher
 from hpclab.cluster.lifecycle import (
     attach_client,
     cluster_processes,
     leave_groups,
+    replace_engines,
     start_engines,
     stop_owned,
 )
@@ -205,32 +203,7 @@ class Cluster:
     def info(self, timeout: float = 5.0) -> ClusterInfo:
         """Table of ranks: host, pid, device, CPUs, memory, GPUs, torch, status."""
         self._check_open()
-        alive = set(self._client.ids)
-        with ThreadPoolExecutor(1) as pool:
-            try:
-                queues = pool.submit(self._client.queue_status).result(timeout)
-            except FutureTimeout:
-                queues = {}
-        live = {}
-        idle = [m for m in self.ranks if m.engine_id in alive
-                and not queues.get(m.engine_id, {}).get("queue")]
-        ars = {m.rank: self._client[m.engine_id].apply_async(engine.status) for m in idle}
-        deadline = time.monotonic() + timeout
-        for r, ar in ars.items():
-            try:
-                live[r] = ar.get(max(0.0, deadline - time.monotonic()))
-            except Exception:  # a rank too busy to answer shows "?" rather than blocking
-                live[r] = {}
-        rows = ClusterInfo()
-        for m, f in zip(self.ranks, self.facts):
-            queued = queues.get(m.engine_id, {}).get("queue", 0)
-            status = ("dead" if m.engine_id not in alive else
-                      f"busy ({queued} queued)" if queued else "idle")
-            rows.append({"rank": m.rank, "host": m.host, "pid": m.pid, "device": f["device"],
-                         "cpus": f["cpus"], "mem_total_gb": f["mem_total_gb"],
-                         "rss_gb": live.get(m.rank, {}).get("rss_gb"), "gpus": f["gpus"],
-                         "torch": f["torch"], "status": status})
-        return rows
+        return gather_info(self._client, self.ranks, self.facts, timeout)
 
     # -- life cycle ----------------------------------------------------------------
     def _check_open(self) -> None:
@@ -249,9 +222,8 @@ class Cluster:
         for h in self._handles:
             h.abort()
         if self.owns_engines:
-            from hpclab.cluster.lifecycle import replace_engines
-            replace_engines(self._ipp_cluster, self._client, n, self.timeout,
-                            self._launcher, self._pids)
+            self._engine_ids = replace_engines(self._ipp_cluster, self._client, n,
+                                               self.timeout, self._launcher, self._pids)
         else:
             leave_groups(self._client, self.engine_ids, timeout=5.0)
             alive = set(self._client.ids)
@@ -263,7 +235,6 @@ class Cluster:
                                 "engines (ipcluster / job script), then hpclab.connect() again",
                                 rank=m.rank, host=m.host, pid=m.pid)
         self.ranks, self._handles = [], []
-        self._engine_ids = None if self.owns_engines else self._engine_ids
         self._setup()
         return self
 

@@ -111,7 +111,11 @@ class RunHandle:
     def get(self, timeout: float | None = None) -> list:
         """Results ordered by rank; RankError if a rank failed, died or stayed silent."""
         timeout = self.timeout if timeout is None else timeout
-        finished = self.wait(timeout)
+        try:
+            finished = self.wait(timeout)
+        except KeyboardInterrupt:   # the notebook's stop button: stop the ranks too
+            self.abort()
+            raise
         self._print_outputs()
         if not finished:
             silent = [r for r, ar in enumerate(self._ars) if not ar.ready()]

@@ -14,6 +14,9 @@ ranks are busy; memory figures of busy ranks are shown as "?".
 from __future__ import annotations
 
 import html
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 COLUMNS = ["rank", "host", "pid", "device", "cpus", "mem_total_gb", "rss_gb", "gpus",
            "torch", "status"]
@@ -52,3 +55,36 @@ class ClusterInfo(list):
         body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
                        for r in self._cells())
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> ClusterInfo:
+    """Build the table: static facts from connect, status from the controller, memory live."""
+    from hpclab.cluster import engine
+    alive = set(client.ids)
+    pool = ThreadPoolExecutor(1)
+    try:   # the controller may be the thing that is stuck: ask it with a time limit
+        queues = pool.submit(client.queue_status).result(timeout)
+    except FutureTimeout:
+        queues = {}
+    finally:
+        pool.shutdown(wait=False)
+    idle = [m for m in ranks if m.engine_id in alive
+            and not queues.get(m.engine_id, {}).get("queue")]
+    ars = {m.rank: client[m.engine_id].apply_async(engine.status) for m in idle}
+    deadline = time.monotonic() + timeout
+    live = {}
+    for r, ar in ars.items():
+        try:
+            live[r] = ar.get(max(0.0, deadline - time.monotonic()))
+        except Exception:  # a rank too busy to answer shows "?" rather than blocking
+            live[r] = {}
+    rows = ClusterInfo()
+    for m, f in zip(ranks, facts):
+        queued = queues.get(m.engine_id, {}).get("queue", 0)
+        status = ("dead" if m.engine_id not in alive else
+                  f"busy ({queued} queued)" if queued else "idle")
+        rows.append({"rank": m.rank, "host": m.host, "pid": m.pid, "device": f["device"],
+                     "cpus": f["cpus"], "mem_total_gb": f["mem_total_gb"],
+                     "rss_gb": live.get(m.rank, {}).get("rss_gb"), "gpus": f["gpus"],
+                     "torch": f["torch"], "status": status})
+    return rows

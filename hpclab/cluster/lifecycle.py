@@ -122,9 +122,14 @@ def start_engines(launcher, n: int, timeout: float):
 
 
 def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
-                    known_pids: set[int]) -> None:
-    """Stop this cluster's engines (however broken) and start n fresh ones."""
+                    known_pids: set[int]) -> list[int]:
+    """Stop this cluster's engines (however broken), start n fresh ones; their engine ids.
+
+    The controller may list the old engines for a while (until their heartbeats time out),
+    so we wait for n engines that were not there before rather than for n engines.
+    """
     t0 = time.monotonic()
+    old_ids = set(client.ids)
     engine_pids = _tree(known_pids)
     ctrl = getattr(ipp_cluster.controller, "process", None)
     engine_pids -= _tree([ctrl.pid]) if ctrl is not None else set()
@@ -134,11 +139,15 @@ def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
         ipp_cluster.stop_engines_sync()
     finally:
         _reap(engine_pids)
-    deadline = time.monotonic() + timeout
-    while client.ids and time.monotonic() < deadline:   # the hub notices the deaths
-        time.sleep(0.05)
     ipp_cluster.start_engines_sync(n)
-    _wait_for(client, n, timeout, launcher, t0)
+    deadline = t0 + timeout
+    while len(new := set(client.ids) - old_ids) < n:
+        if time.monotonic() > deadline:
+            raise ClusterTimeout(
+                f"only {len(new)} of {n} fresh engines registered within {timeout:g} s. "
+                f"{launcher.diagnose(time.monotonic() - t0)}")
+        time.sleep(0.05)
+    return sorted(new)[:n]
 
 
 def stop_owned(ipp_cluster, known_pids: set[int]) -> None:
