@@ -172,6 +172,7 @@ def attach_client(profile, cluster_id, connection_file, n, timeout: float):
     import ipyparallel as ipp
     try:
         if connection_file is not None:
+            connection_file = os.path.expanduser(str(connection_file))
             if not os.path.isfile(connection_file):   # ipyparallel would wait for it to appear
                 raise FileNotFoundError(f"no connection file {connection_file}")
             client = ipp.Client(str(connection_file), timeout=timeout)
