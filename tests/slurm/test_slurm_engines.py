@@ -161,3 +161,25 @@ def test_doctor_sees_the_running_slurm(slurm):
     from hpclab.cluster.doctor import check_slurm
     check = check_slurm()
     assert check.status == "PASS" and "debug" in check.detail, check.line()
+
+
+def test_deploy_profile_encrypts_traffic_and_keeps_keys_private(slurm, tmp_path, monkeypatch):
+    """course/deploy/ipyparallel/ as a student's profile: CurveZMQ on, key files 0600."""
+    import json
+    import shutil
+    import stat
+    root = Path(__file__).resolve().parents[2]
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    for f in (root / "course" / "deploy" / "ipyparallel").glob("*.py"):
+        shutil.copy(f, profile)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    with hpclab.connect(2, engines="slurm", partition="debug", time="5", timeout=120) as c:
+        sums = c.run(lambda ctx: ctx.rank)
+        files = sorted((profile / "security").glob("ipcontroller-*.json"))
+        facts = [(json.loads(f.read_text()), stat.S_IMODE(f.stat().st_mode)) for f in files]
+    assert sums == [0, 1]
+    assert len(facts) == 2                                   # client + engine connection files
+    for info, mode in facts:
+        assert mode == 0o600
+        assert info.get("curve_serverkey")                   # encrypted transport is on
