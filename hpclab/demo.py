@@ -2,17 +2,17 @@
 
     hpclab demo --engines 2 --out out/demo
 
-Sections, each a function `section_NAME(cfg) -> dict` that writes its PNGs into cfg.out
-and returns the figures it wants in the summary:
+Sections, each a function `section_NAME(cfg) -> dict` that writes `NAME.png` (and any
+other files) into cfg.out and returns the figures it wants in summary.json:
 
-    paths_2d      optimizer paths on Rosenbrock (GD, momentum, Adam)
-    regression    full-batch gradient descent vs least squares; learning rates
-    digits        an MLP on sklearn digits with validation, early stopping, inference
-    transformer   a tiny character-level transformer, a few hundred steps, tokens/s
+    paths_2d       optimizer paths on Rosenbrock (GD, momentum, Adam)
+    regression     full-batch gradient descent vs least squares; learning rates
+    digits         an MLP on sklearn digits with validation, early stopping, inference
+    transformer    a tiny character-level transformer, 150 steps, tokens/s
+    data_parallel  the digits MLP on `--engines` engines with hpclab's DDP
 
-A new section is one function plus one entry in SECTIONS (the data-parallel section
-reads `cfg.engines`, which `--engines` sets and the summary records). Runs in well under
-a minute on two CPU cores.
+A new section is one function plus one entry in SECTIONS. About a minute on two CPU
+cores for the single-process sections, plus the engines' start-up.
 """
 
 from __future__ import annotations
