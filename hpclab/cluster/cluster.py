@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 from hpclab.cluster import engine
 from hpclab.cluster.errors import ClusterError, RankError
@@ -50,7 +53,7 @@ def _check_n(n) -> int:
 def connect(n: int | None = None, engines: str | EngineLauncher = "local", *,
             profile: str | None = None, cluster_id: str | None = None,
             connection_file: str | None = None, timeout: float = 60.0,
-            backend: str | None = None, **launcher_kwargs) -> "Cluster":
+            backend: str | None = None, **launcher_kwargs) -> Cluster:
     """Start n engines (default $HPCLAB_ENGINES or 2), or attach to a running cluster."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
@@ -210,7 +213,7 @@ class Cluster:
         if self._closed:
             raise ClusterError("this cluster is closed: connect again with hpclab.connect()")
 
-    def restart(self) -> "Cluster":
+    def restart(self) -> Cluster:
         """Fresh engines (when this object started them) and a fresh process group.
 
         For an attached cluster the engines are not ours to replace: the process group is
@@ -257,7 +260,7 @@ class Cluster:
             finally:
                 self._client.close()
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -129,12 +129,9 @@ def status() -> dict:
     proc = psutil.Process()
     out = {"rss_gb": proc.memory_info().rss / 2**30,
            "mem_used_pct": psutil.virtual_memory().percent}
-    try:
-        import torch
-        if torch.cuda.is_available():
-            out["gpu_mem_gb"] = torch.cuda.memory_allocated() / 2**30
-    except Exception:  # a broken CUDA driver must not break a status report
-        pass
+    import torch
+    if torch.cuda.is_available():
+        out["gpu_mem_gb"] = torch.cuda.memory_allocated() / 2**30
     return out
 
 

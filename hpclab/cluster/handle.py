@@ -13,6 +13,7 @@ rank 0's collective fails too ("connection closed by peer"): the dead rank is th
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from hpclab.cluster.errors import RankError
 
+log = logging.getLogger("hpclab.cluster")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")   # IPython colours remote tracebacks
 _POLL_S = 0.05    # how often wait() looks at the results
 _GRACE_S = 1.0    # after a first failure, time for the news of a dead peer to arrive
@@ -70,18 +72,22 @@ class RunHandle:
         here = socket.gethostname()
         dead = []
         for r, ar in enumerate(self._ars):
-            if ar.ready() and not ar.successful() and self._error_name(r) == "EngineError":
-                dead.append(r)
-            elif self._ranks[r].host == here and _pid_gone(self._ranks[r].pid):
+            if ar.ready() and not ar.successful() and self._error_name(r) == "EngineError" or self._ranks[r].host == here and _pid_gone(self._ranks[r].pid):
                 dead.append(r)
         return dead
 
-    def _error_name(self, r: int) -> str | None:
+    def _exception(self, r: int) -> Exception | None:
+        """The error rank r finished with (RemoteError / EngineError), None if it succeeded."""
+        from ipyparallel.error import KernelError
         try:
             self._ars[r].get(0)
-        except Exception as exc:  # RemoteError carries the remote exception's name
-            return getattr(exc, "ename", type(exc).__name__)
+        except (KernelError, TimeoutError) as exc:
+            return exc
         return None
+
+    def _error_name(self, r: int) -> str | None:
+        exc = self._exception(r)   # RemoteError carries the remote exception's name
+        return None if exc is None else getattr(exc, "ename", type(exc).__name__)
 
     def ready(self) -> bool:
         """True when every rank finished, or one failed and its peers had time to report."""
@@ -141,11 +147,7 @@ class RunHandle:
                 f"{self.fn_name}: {who} died (its engine process is gone); its peers' "
                 f"collectives fail or time out after the process-group timeout. {RESTART_HINT}",
                 rank=m.rank, host=m.host, pid=m.pid)
-        exc = None
-        try:
-            self._ars[r].get(0)
-        except Exception as e:
-            exc = e
+        exc = self._exception(r)
         tb = getattr(exc, "traceback", None) or ""
         tb = _ANSI.sub("", tb if isinstance(tb, str) else "\n".join(tb))
         ename = getattr(exc, "ename", type(exc).__name__)
@@ -173,8 +175,8 @@ class RunHandle:
         try:
             self._client.abort([self._ars[r] for r in running], targets=targets, block=False)
             self._client.send_signal(signal.SIGINT, targets=targets, block=False)
-        except Exception:  # an engine vanishing during abort is exactly the case we handle
-            pass
+        except Exception as exc:  # noqa: BLE001 - an engine vanishing mid-abort is the case we handle
+            log.debug("abort of %s: %s", targets, exc)
 
     def _print_outputs(self) -> None:
         """Show what each rank printed, in rank order (ctx.log prefixes the rank itself)."""
@@ -182,10 +184,7 @@ class RunHandle:
             return
         self._echoed = True
         for ar in self._ars:
-            try:
-                out, err = ar.stdout, ar.stderr
-            except Exception:
-                continue
+            out, err = ar.stdout, ar.stderr
             if out:
                 print(out, end="" if out.endswith("\n") else "\n", flush=True)
             if err:

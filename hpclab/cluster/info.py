@@ -59,6 +59,8 @@ class ClusterInfo(list):
 
 def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> ClusterInfo:
     """Build the table: static facts from connect, status from the controller, memory live."""
+    from ipyparallel.error import KernelError
+
     from hpclab.cluster import engine
     alive = set(client.ids)
     pool = ThreadPoolExecutor(1)
@@ -76,7 +78,7 @@ def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> Clust
     for r, ar in ars.items():
         try:
             live[r] = ar.get(max(0.0, deadline - time.monotonic()))
-        except Exception:  # a rank too busy to answer shows "?" rather than blocking
+        except (KernelError, TimeoutError):  # too busy to answer: "?" rather than blocking
             live[r] = {}
     rows = ClusterInfo()
     for m, f in zip(ranks, facts):
