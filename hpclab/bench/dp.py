@@ -153,8 +153,9 @@ def live_overhead(cluster, steps: int, repeats: int) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| model | params | engines | impl | step ms | vs torch DDP | exposed comm ms "
-             "| weak-scaling eff. |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| model | params | engines | impl | step ms | vs torch DDP | exposed comm ms "
+              "| weak-scaling eff. |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         comm = "n/a" if r["impl"] == "torch-ddp" else f"{r['comm_ms']:.2f}"
         lines.append(f"| {r['model']} | {r['params']} | {r['engines']} | {r['impl']} | "

@@ -13,16 +13,32 @@ Other modules of this package (compression, model parallel, mixed precision) are
 by their own module names, e.g. `hpclab.parallel.pipeline`.
 """
 
-from hpclab.parallel.checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints,
-                                        load_checkpoint, rng_state, save_checkpoint,
-                                        set_rng_state)
+from hpclab.parallel.checkpoint import (
+                                        checkpoint_path,
+                                        latest_checkpoint,
+                                        list_checkpoints,
+                                        load_checkpoint,
+                                        rng_state,
+                                        save_checkpoint,
+                                        set_rng_state,
+)
 from hpclab.parallel.ddp import DistributedDataParallel, average_hook
 from hpclab.parallel.job import Job
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.parallel.trainer import Trainer, TrainerConfig
 
 __all__ = [
-    "DistributedDataParallel", "average_hook", "DistributedSampler", "Trainer",
-    "TrainerConfig", "Job", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-    "list_checkpoints", "checkpoint_path", "rng_state", "set_rng_state",
+                                        "DistributedDataParallel",
+                                        "DistributedSampler",
+                                        "Job",
+                                        "Trainer",
+                                        "TrainerConfig",
+                                        "average_hook",
+                                        "checkpoint_path",
+                                        "latest_checkpoint",
+                                        "list_checkpoints",
+                                        "load_checkpoint",
+                                        "rng_state",
+                                        "save_checkpoint",
+                                        "set_rng_state",
 ]

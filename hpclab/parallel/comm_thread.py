@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -43,7 +43,7 @@ class CommThread:
             t0 = time.perf_counter()
             try:
                 box.append(("ok", fn()))
-            except BaseException as exc:  # handed to the waiting thread, which raises it
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
                 box.append(("error", exc))
             bucket.comm_seconds = time.perf_counter() - t0
             event.set()

@@ -40,8 +40,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -211,8 +212,6 @@ class DistributedDataParallel(nn.Module):
             self._thread.close()
             self._thread = None
 
-    def __del__(self):  # pragma: no cover - best effort
-        try:
+    def __del__(self):  # pragma: no cover - best effort at interpreter shutdown too
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

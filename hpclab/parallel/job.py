@@ -13,8 +13,9 @@ While the job runs, the notebook stays free: records arrive on a background thre
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
+from hpclab.cluster.errors import RankError
 from hpclab.metrics import StepRecord
 
 
@@ -90,6 +91,14 @@ class Job:
                 time.sleep(0.1)
             try:
                 self._results = self._handle.get(timeout=0)
+            except RankError as exc:
+                self._error = RankError(f"{exc}\nCheckpoints already written are intact: on "
+                                        "fresh engines, trainer.fit(..., resume='latest') "
+                                        "continues from the last one.", rank=exc.rank,
+                                        host=exc.host, pid=exc.pid,
+                                        remote_traceback=exc.remote_traceback)
+                self._close()
+                raise self._error from None
             except BaseException as exc:
                 self._error = exc
                 self._close()

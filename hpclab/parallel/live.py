@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 
@@ -69,7 +69,7 @@ class LiveReceiver:
     def _call(self, callback, rec) -> None:
         try:
             callback(rec)
-        except Exception as exc:  # a broken plot must not stop the stream
+        except Exception as exc:  # noqa: BLE001 - a broken plot must not stop the stream
             self.subscriber_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _loop(self) -> None:

@@ -24,7 +24,7 @@ handed out, so a run restored from a checkpoint continues with the very next sam
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -24,8 +24,9 @@ travel to the engines pickled, so define them in the notebook or import them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hpclab.parallel.job import Job
 from hpclab.parallel.worker import RankJob, train_on_engine

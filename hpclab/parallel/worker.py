@@ -24,16 +24,23 @@ import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 from hpclab.metrics import StepRecord
-from hpclab.parallel.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint,
-                                        rng_state, save_checkpoint, set_rng_state)
+from hpclab.parallel.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from hpclab.parallel.ddp import DistributedDataParallel
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.train import train_step

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from hpclab.parallel import (checkpoint_path, latest_checkpoint, list_checkpoints,
-                             load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from hpclab.parallel import (
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 pytestmark = [pytest.mark.unit_d]
 

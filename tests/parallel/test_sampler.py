@@ -51,7 +51,8 @@ def test_local_batches_form_the_global_batch():
     global_batches = list(one.batches(B))
     local = [list(DistributedSampler(n, p, r, seed=5).batches(B // p)) for r in range(p)]
     for b, gb in enumerate(global_batches):
-        assert sorted(sum((local[r][b] for r in range(p)), [])) == sorted(gb)
+        together = [i for r in range(p) for i in local[r][b]]
+        assert sorted(together) == sorted(gb)
 
 
 def test_resume_mid_epoch_continues_with_the_next_sample():
