@@ -158,8 +158,6 @@ def targets(rows: list[dict], p: int) -> list[str]:
 
 
 def plot(rows: list[dict], p: int, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_bw) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -220,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     print(choices(results, params, p))
     print("\ntargets")
     print("\n".join(targets(rows, p)))
+    import matplotlib
+    matplotlib.use("Agg")   # a file, no window: works on a headless node
     plot(rows, p, cfg.out)
     print(f"\nplot: {cfg.out}  ({time.time() - start:.0f} s)")
     return 0

@@ -24,8 +24,8 @@ from hpclab.comm.collectives import (
 )
 from hpclab.comm.errors import CommError, CommTimeout
 from hpclab.comm.ops import OPS
-from hpclab.comm.trace import Message, Trace, gather_traces, tracing
+from hpclab.comm.trace import Message, Trace, gather_traces, table, timeline, tracing
 
 __all__ = ["ALGORITHMS", "OPS", "CommError", "CommTimeout", "Message", "Trace",
            "all_gather", "all_reduce", "broadcast", "gather_traces", "model", "reduce",
-           "reduce_scatter", "tracing"]
+           "reduce_scatter", "table", "timeline", "tracing"]

@@ -55,9 +55,9 @@ class Params:
 
     def __str__(self) -> str:
         text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
-                f"({1e-9 / self.beta:.2f} GB/s), γ = {self.gamma * 1e9:.3f} ns/B")
+                f"({_gbs(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
         if self.beta_duplex is not None:
-            text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({1e-9 / self.beta2:.2f} GB/s)"
+            text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({_gbs(self.beta_duplex)})"
         return text
 
 
@@ -165,6 +165,10 @@ def fit(ping_pong: dict, reductions: dict, exchanges: dict | None = None) -> Par
     if exchanges:
         beta2 = fit_alpha_beta(list(exchanges), list(exchanges.values()))[1]
     return Params(alpha, beta, gamma, beta2)
+
+
+def _gbs(beta: float) -> str:
+    return f"{1e-9 / beta:.2f} GB/s" if beta > 0 else "β too small to measure: use larger sizes"
 
 
 def _p2(p: int) -> int:

@@ -4,6 +4,7 @@
         hpclab.comm.all_reduce(x, algorithm="ring")
     print(trace.table())                      # this rank's messages
     everyone = gather_traces(trace)           # rank 0: all ranks' messages, None elsewhere
+    print(timeline(everyone))                 # one line per step: 0→1 c2  1→2 c0 ...
 
 Each message this rank sends becomes one `Message` (times in seconds from `time.time()`,
 so traces of ranks on one host share a clock; across hosts they are as good as NTP):
@@ -104,6 +105,19 @@ def table(messages: list[Message]) -> str:
             f"{m.chunk:>5} {m.segment:>3} {m.nbytes:>10} {1e3 * (m.t_start - t0):>9.3f} "
             f"{1e3 * m.seconds:>8.3f}" for m in messages]
     return "\n".join([head, *rows])
+
+
+def timeline(messages: list[Message]) -> str:
+    """One line per step: who sends which chunk to whom (segments merged), e.g.
+
+        step  0 reduce-scatter | 0→1 c3  1→2 c0  2→3 c1  3→0 c2
+    """
+    steps: dict[tuple, dict] = {}
+    for m in sorted(messages, key=lambda m: (m.call, m.step, m.src, m.dst)):
+        steps.setdefault((m.call, m.step, m.phase), {})[(m.src, m.dst, m.chunk)] = None
+    return "\n".join(f"step {step:>2} {phase:<15}| " +
+                     "  ".join(f"{src}→{dst} c{chunk}" for src, dst, chunk in arrows)
+                     for (_, step, phase), arrows in steps.items())
 
 
 def gather_traces(trace: Trace, dst: int = 0, group=None,
