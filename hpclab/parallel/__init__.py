@@ -7,6 +7,7 @@ Data parallel (lecture D1-D4):
     DistributedSampler        sampler.py   disjoint per-rank shards, resumable mid-epoch
     Trainer, TrainerConfig    trainer.py   data-parallel training on engines from a notebook
     Job                       job.py       wait / stop / history / subscribe (live metrics)
+    DistributedOptimizer      horovod.py   Horovod-style: wrap the optimizer, average in step()
     save_checkpoint, ...      checkpoint.py  atomic checkpoints, RNG states
 
 Other modules of this package (compression, model parallel, mixed precision) are imported
@@ -23,17 +24,20 @@ from hpclab.parallel.checkpoint import (
                                         set_rng_state,
 )
 from hpclab.parallel.ddp import DistributedDataParallel, average_hook
+from hpclab.parallel.horovod import DistributedOptimizer, broadcast_parameters
 from hpclab.parallel.job import Job
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.parallel.trainer import Trainer, TrainerConfig
 
 __all__ = [
                                         "DistributedDataParallel",
+                                        "DistributedOptimizer",
                                         "DistributedSampler",
                                         "Job",
                                         "Trainer",
                                         "TrainerConfig",
                                         "average_hook",
+                                        "broadcast_parameters",
                                         "checkpoint_path",
                                         "latest_checkpoint",
                                         "list_checkpoints",
