@@ -122,6 +122,9 @@ class ClusterPanel(W.VBox):
         return HTML(info_table(self.rows))
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        from hpclab.widgets.figure import static_only
+
+        bundle = {} if static_only() else (super()._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = repr(self.cluster)
         bundle["text/html"] = info_table(self.rows)
         return bundle

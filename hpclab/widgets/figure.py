@@ -14,14 +14,18 @@ JavaScript is written by us.
     png = figure_png(fig)         # bytes, for headless output or a saved file
 
 `StaticFallback` gives a widget a `_repr_mimebundle_` carrying a PNG and an <img> next
-to the widget view, so nbconvert/nbval/exported HTML show a picture instead of a blank
-box (the same trick ipympl uses for its own canvas).
+to the widget view (the same trick ipympl uses for its own canvas); with the environment
+variable HPCLAB_WIDGETS=static the widget view is left out, so nbconvert, nbval and
+exported HTML show only the picture. Every widget also has `snapshot()`, a static PNG
+of its current state, for the last cell of a notebook.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import sys
 import threading
 
 from matplotlib.figure import Figure
@@ -36,7 +40,7 @@ def live_figure(figsize=(9.0, 3.0), dpi: int = 72, layout: str | None = "constra
 
     Pass layout=None for figures redrawn many times a second: constrained layout costs
     more than the drawing itself."""
-    from ipympl.backend_nbagg import Canvas, FigureManager
+    Canvas, FigureManager = _ipympl()
 
     fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
     canvas = Canvas(fig)
@@ -53,6 +57,30 @@ def live_figure(figsize=(9.0, 3.0), dpi: int = 72, layout: str | None = "constra
     # headless embedding; StaticFallback covers that case once, so skip the per-frame cost.
     canvas.syncing_data_url = False
     return fig, canvas
+
+
+def _ipympl():
+    """Import ipympl without letting it switch pyplot's backend.
+
+    `import ipympl` calls matplotlib.use("module://ipympl.backend_nbagg") when matplotlib
+    is already imported; in a notebook that would turn every later plt figure into a
+    widget (blank in exported HTML) and unhook IPython's inline PNG display. Its
+    __init__ only does so `if "matplotlib" in sys.modules`, so hide it for that moment.
+    """
+    if "ipympl" not in sys.modules:
+        saved = sys.modules.pop("matplotlib", None)
+        try:
+            import ipympl  # noqa: F401
+        finally:
+            if saved is not None:
+                sys.modules["matplotlib"] = saved
+    from ipympl.backend_nbagg import Canvas, FigureManager
+    return Canvas, FigureManager
+
+
+def static_only() -> bool:
+    """HPCLAB_WIDGETS=static: widgets display as pictures only (CI, nbval, slides to PDF)."""
+    return os.environ.get("HPCLAB_WIDGETS", "").lower() == "static"
 
 
 def has_frontend(canvas) -> bool:
@@ -83,7 +111,7 @@ class StaticFallback:
     fig: Figure
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle = {} if static_only() else (super()._repr_mimebundle_(**kwargs) or {})
         png = base64.b64encode(figure_png(self.fig)).decode("ascii")
         bundle["image/png"] = png
         bundle["text/html"] = f"<img src='data:image/png;base64,{png}'/>"
