@@ -39,7 +39,7 @@ class DemoConfig:
     regression_steps: int = 200
     digits_epochs: int = 30
     transformer_steps: int = 150
-    dp_steps: int = 150
+    dp_steps: int = 100
     progress: bool = False
 
 
