@@ -30,8 +30,8 @@ import hpclab.optim as ours
 
 # Bytes that must cross the memory bus per fp32 parameter and step (reads + writes).
 BYTES_PER_PARAM = {"SGD": 5 * 4, "Adam": 7 * 4, "AdamW": 7 * 4}
-HYPER = {"SGD": dict(lr=1e-3, momentum=0.9), "Adam": dict(lr=1e-3),
-         "AdamW": dict(lr=1e-3, weight_decay=1e-2)}
+HYPER = {"SGD": {"lr": 1e-3, "momentum": 0.9}, "Adam": {"lr": 1e-3},
+         "AdamW": {"lr": 1e-3, "weight_decay": 1e-2}}
 
 
 @dataclass
@@ -116,19 +116,20 @@ def run(cfg: Config) -> list[dict]:
             for label, ts in samples.items():
                 reference = {"ours loop": "torch loop", "ours foreach": "torch foreach",
                              "ours compiled": "torch fused"}.get(label)
-                rows.append(dict(
-                    optimizer=name, params=n_real, variant=label, min_ms=1e3 * best[label],
-                    median_ms=1e3 * statistics.median(ts),
-                    ratio=best[label] / best[reference] if reference else None,
-                    reference=reference,
-                    roofline=BYTES_PER_PARAM[name] * n_real / best[label] / bandwidth,
-                    copy_gbs=bandwidth / 1e9))
+                rows.append({
+                    "optimizer": name, "params": n_real, "variant": label,
+                    "min_ms": 1e3 * best[label],
+                    "median_ms": 1e3 * statistics.median(ts),
+                    "ratio": best[label] / best[reference] if reference else None,
+                    "reference": reference,
+                    "roofline": BYTES_PER_PARAM[name] * n_real / best[label] / bandwidth,
+                    "copy_gbs": bandwidth / 1e9})
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| optimizer | params | variant | min ms | median ms | ours/torch | "
-             "of copy bandwidth |",
+    lines = [("| optimizer | params | variant | min ms | median ms | ours/torch | "
+             "of copy bandwidth |"),
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         ratio = f"{r['ratio']:.2f} (vs {r['reference']})" if r["ratio"] is not None else ""

@@ -26,7 +26,9 @@ from .sgd import SGD, sgd_step
 
 Lamb = LAMB  # the spelling torch_optimizer uses
 
-__all__ = ["GD", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "LAMB", "Lamb",
-           "gd_step", "sgd_step", "adagrad_step", "rmsprop_step", "adam_step",
-           "adamax_step", "lamb_step", "LinearWarmup", "StepDecay", "Cosine",
-           "WarmupCosine", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = [
+    "GD", "LAMB", "SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Cosine", "Lamb",
+    "LinearWarmup", "RMSprop", "StepDecay", "WarmupCosine", "adagrad_step", "adam_step",
+    "adamax_step", "clip_grad_norm_", "clip_grad_value_", "gd_step", "lamb_step",
+    "rmsprop_step", "sgd_step",
+]

@@ -57,9 +57,9 @@ class Adagrad(Optimizer):
         check_non_negative(weight_decay, "weight_decay value")
         check_non_negative(initial_accumulator_value, "initial_accumulator_value value")
         check_non_negative(eps, "epsilon value")
-        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value,
-                        foreach=foreach, maximize=maximize)
+        defaults = {"lr": lr, "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay,
+                    "initial_accumulator_value": initial_accumulator_value,
+                    "foreach": foreach, "maximize": maximize}
         super().__init__(params, defaults)
         # Like torch.optim, the state exists from the start: s₀ is a hyperparameter.
         for group in self.param_groups:
@@ -69,8 +69,8 @@ class Adagrad(Optimizer):
                     p, initial_accumulator_value, memory_format=torch.preserve_format)
 
     def _step_group(self, group, params, foreach):
-        hyper = dict(lr=float(group["lr"]), lr_decay=group["lr_decay"], eps=group["eps"],
-                     weight_decay=group["weight_decay"], maximize=group["maximize"])
+        hyper = {"lr": float(group["lr"]), "lr_decay": group["lr_decay"], "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "maximize": group["maximize"]}
         states = [self.state[p] for p in params]
         lists = [params, [p.grad for p in params], [s["sum"] for s in states],
                  [s["step"] for s in states]]

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, \
-    new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
 
 
 def adam_step(θ, g, m, v, t, *, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,
@@ -87,9 +86,9 @@ class Adam(Optimizer):
         check_betas(betas)
         check_non_negative(weight_decay, "weight_decay value")
         betas = tuple(float(b) for b in betas)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                        decoupled_weight_decay=decoupled_weight_decay)
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+                    "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
 
     def _state(self, p, amsgrad):
@@ -107,9 +106,9 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         states = [self._state(p, amsgrad) for p in params]
         beta1, beta2 = group["betas"]
-        hyper = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
-                     weight_decay=group["weight_decay"], maximize=group["maximize"],
-                     decoupled=group["decoupled_weight_decay"])
+        hyper = {"lr": float(group["lr"]), "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "maximize": group["maximize"],
+                 "decoupled": group["decoupled_weight_decay"]}
         lists = [params, [p.grad for p in params], [s["exp_avg"] for s in states],
                  [s["exp_avg_sq"] for s in states], [s["step"] for s in states],
                  [s["max_exp_avg_sq"] if amsgrad else None for s in states]]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, \
-    new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
 
 
 def adamax_step(θ, g, m, u, t, *, lr, beta1, beta2, eps, weight_decay=0.0, maximize=False):
@@ -56,8 +55,8 @@ class Adamax(Optimizer):
         check_non_negative(eps, "epsilon value")
         check_betas(betas)
         check_non_negative(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        foreach=foreach, maximize=maximize)
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "foreach": foreach, "maximize": maximize}
         super().__init__(params, defaults)
 
     def _state(self, p):
@@ -71,8 +70,8 @@ class Adamax(Optimizer):
     def _step_group(self, group, params, foreach):
         states = [self._state(p) for p in params]
         beta1, beta2 = group["betas"]
-        hyper = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
-                     weight_decay=group["weight_decay"], maximize=group["maximize"])
+        hyper = {"lr": float(group["lr"]), "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "maximize": group["maximize"]}
         lists = [params, [p.grad for p in params], [s["exp_avg"] for s in states],
                  [s["exp_inf"] for s in states], [s["step"] for s in states]]
         if foreach:

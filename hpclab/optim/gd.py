@@ -27,7 +27,7 @@ class GD(Optimizer):
 
     def __init__(self, params, lr=1e-3, *, foreach=None):
         check_lr(lr)
-        super().__init__(params, dict(lr=lr, foreach=foreach, maximize=False))
+        super().__init__(params, {"lr": lr, "foreach": foreach, "maximize": False})
 
     def _step_group(self, group, params, foreach):
         lr = float(group["lr"])

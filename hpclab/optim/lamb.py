@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, \
-    new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
 
 
 def lamb_step(θ, g, m, v, t, *, lr, beta1, beta2, eps, weight_decay=0.0, clamp_value=10.0,
@@ -90,9 +89,9 @@ class LAMB(Optimizer):
         check_non_negative(weight_decay, "weight_decay value")
         if not clamp_value > 0:
             raise ValueError(f"Invalid clamp_value: {clamp_value} (must be > 0)")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        clamp_value=clamp_value, bias_correction=bias_correction,
-                        foreach=foreach, maximize=maximize)
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                    "clamp_value": clamp_value, "bias_correction": bias_correction,
+                    "foreach": foreach, "maximize": maximize}
         super().__init__(params, defaults)
 
     def _state(self, p):
@@ -106,9 +105,9 @@ class LAMB(Optimizer):
     def _step_group(self, group, params, foreach):
         states = [self._state(p) for p in params]
         beta1, beta2 = group["betas"]
-        hyper = dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
-                     weight_decay=group["weight_decay"], clamp_value=group["clamp_value"],
-                     bias_correction=group["bias_correction"], maximize=group["maximize"])
+        hyper = {"lr": float(group["lr"]), "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "clamp_value": group["clamp_value"],
+                 "bias_correction": group["bias_correction"], "maximize": group["maximize"]}
         lists = [params, [p.grad for p in params], [s["exp_avg"] for s in states],
                  [s["exp_avg_sq"] for s in states], [s["step"] for s in states]]
         if foreach:

@@ -76,8 +76,9 @@ class RMSprop(Optimizer):
         check_non_negative(momentum, "momentum value")
         check_non_negative(weight_decay, "weight_decay value")
         check_non_negative(alpha, "alpha value")
-        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
-                        weight_decay=weight_decay, foreach=foreach, maximize=maximize)
+        defaults = {"lr": lr, "momentum": momentum, "alpha": alpha, "eps": eps,
+                    "centered": centered,
+                    "weight_decay": weight_decay, "foreach": foreach, "maximize": maximize}
         super().__init__(params, defaults)
 
     def _state(self, p, group):
@@ -94,9 +95,9 @@ class RMSprop(Optimizer):
 
     def _step_group(self, group, params, foreach):
         states = [self._state(p, group) for p in params]
-        hyper = dict(lr=float(group["lr"]), alpha=group["alpha"], eps=group["eps"],
-                     weight_decay=group["weight_decay"], momentum=group["momentum"],
-                     maximize=group["maximize"])
+        hyper = {"lr": float(group["lr"]), "alpha": group["alpha"], "eps": group["eps"],
+                 "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                 "maximize": group["maximize"]}
         # The step counter is not in the formula; it is kept for torch.optim compatibility.
         advance([s["step"] for s in states], foreach)
         lists = [params, [p.grad for p in params], [s["square_avg"] for s in states],

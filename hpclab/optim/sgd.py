@@ -75,15 +75,15 @@ class SGD(Optimizer):
         check_non_negative(weight_decay, "weight_decay value")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                        foreach=foreach)
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening,
+                    "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
+                    "foreach": foreach}
         super().__init__(params, defaults)
 
     def _step_group(self, group, params, foreach):
-        hyper = dict(lr=float(group["lr"]), momentum=group["momentum"],
-                     dampening=group["dampening"], weight_decay=group["weight_decay"],
-                     nesterov=group["nesterov"], maximize=group["maximize"])
+        hyper = {"lr": float(group["lr"]), "momentum": group["momentum"],
+                 "dampening": group["dampening"], "weight_decay": group["weight_decay"],
+                 "nesterov": group["nesterov"], "maximize": group["maximize"]}
         bufs = [self.state[p].get("momentum_buffer") for p in params]
         if foreach:
             for θs, gs, bs in grouped([params, [p.grad for p in params], bufs]):

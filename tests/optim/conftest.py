@@ -57,8 +57,8 @@ def run(problem, make_opt, steps, start=0, params=None, opt=None):
 
 def tolerances(dtype):
     # rtol as the issue asks; atol for coordinates passing near zero.
-    return dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10,
-                                                                          atol=1e-12)
+    return {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-10,
+                                                                          "atol": 1e-12}
 
 
 def assert_same_trajectory(snaps_a, snaps_b, dtype):
@@ -66,7 +66,7 @@ def assert_same_trajectory(snaps_a, snaps_b, dtype):
     for k, (a, b) in enumerate(zip(snaps_a, snaps_b)):
         for i, (x, y) in enumerate(zip(a, b)):
             torch.testing.assert_close(x, y, **tolerances(dtype),
-                                       msg=lambda m: f"snapshot {k}, tensor {i}: {m}")
+                                       msg=lambda m, k=k, i=i: f"snapshot {k}, tensor {i}: {m}")
 
 
 @pytest.fixture

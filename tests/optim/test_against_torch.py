@@ -25,13 +25,13 @@ def sgd_kwargs(draw):
     momentum = draw(st.one_of(st.just(0.0), st.floats(0.01, 0.99)))
     nesterov = momentum > 0 and draw(st.booleans())
     dampening = 0.0 if nesterov else draw(st.one_of(st.just(0.0), st.floats(0.0, 0.9)))
-    return dict(lr=draw(lrs), momentum=momentum, dampening=dampening,
-                weight_decay=draw(small), nesterov=nesterov, maximize=draw(st.booleans()))
+    return {"lr": draw(lrs), "momentum": momentum, "dampening": dampening,
+                "weight_decay": draw(small), "nesterov": nesterov, "maximize": draw(st.booleans())}
 
 
-adam_kwargs = st.fixed_dictionaries(dict(
-    lr=lrs, betas=betas, eps=st.sampled_from([1e-8, 1e-6, 1e-3]), weight_decay=small,
-    amsgrad=st.booleans(), maximize=st.booleans()))
+adam_kwargs = st.fixed_dictionaries({
+    "lr": lrs, "betas": betas, "eps": st.sampled_from([1e-8, 1e-6, 1e-3]), "weight_decay": small,
+    "amsgrad": st.booleans(), "maximize": st.booleans()})
 
 CASES = {
     "SGD": (ours.SGD, torch.optim.SGD, sgd_kwargs()),
@@ -39,18 +39,18 @@ CASES = {
     "Adam-decoupled": (ours.Adam, torch.optim.Adam,
                        adam_kwargs.map(lambda k: {**k, "decoupled_weight_decay": True})),
     "AdamW": (ours.AdamW, torch.optim.AdamW, adam_kwargs),
-    "Adamax": (ours.Adamax, torch.optim.Adamax, st.fixed_dictionaries(dict(
-        lr=lrs, betas=betas, eps=st.sampled_from([1e-8, 1e-3]), weight_decay=small,
-        maximize=st.booleans()))),
-    "Adagrad": (ours.Adagrad, torch.optim.Adagrad, st.fixed_dictionaries(dict(
-        lr=lrs, lr_decay=small, weight_decay=small,
-        initial_accumulator_value=st.floats(0.0, 1.0), eps=st.sampled_from([1e-10, 1e-3]),
-        maximize=st.booleans()))),
-    "RMSprop": (ours.RMSprop, torch.optim.RMSprop, st.fixed_dictionaries(dict(
-        lr=st.floats(1e-4, 0.05), alpha=st.floats(0.5, 0.999),
-        eps=st.sampled_from([1e-8, 1e-3]), weight_decay=small,
-        momentum=st.one_of(st.just(0.0), st.floats(0.01, 0.9)), centered=st.booleans(),
-        maximize=st.booleans()))),
+    "Adamax": (ours.Adamax, torch.optim.Adamax, st.fixed_dictionaries({
+        "lr": lrs, "betas": betas, "eps": st.sampled_from([1e-8, 1e-3]), "weight_decay": small,
+        "maximize": st.booleans()})),
+    "Adagrad": (ours.Adagrad, torch.optim.Adagrad, st.fixed_dictionaries({
+        "lr": lrs, "lr_decay": small, "weight_decay": small,
+        "initial_accumulator_value": st.floats(0.0, 1.0), "eps": st.sampled_from([1e-10, 1e-3]),
+        "maximize": st.booleans()})),
+    "RMSprop": (ours.RMSprop, torch.optim.RMSprop, st.fixed_dictionaries({
+        "lr": st.floats(1e-4, 0.05), "alpha": st.floats(0.5, 0.999),
+        "eps": st.sampled_from([1e-8, 1e-3]), "weight_decay": small,
+        "momentum": st.one_of(st.just(0.0), st.floats(0.01, 0.9)), "centered": st.booleans(),
+        "maximize": st.booleans()})),
 }
 
 
@@ -58,7 +58,7 @@ def compare(ours_cls, torch_cls, kwargs, dtype, foreach, torch_foreach, helpers,
     Problem, run, assert_same = helpers
     problem = Problem(seed=len(repr(kwargs)), dtype=dtype)
     p_ours, _, s_ours = run(problem, lambda ps: ours_cls(ps, foreach=foreach, **kwargs), steps)
-    p_ref, _, s_ref = run(problem, lambda ps: torch_cls(ps, foreach=torch_foreach, **kwargs),
+    _p_ref, _, s_ref = run(problem, lambda ps: torch_cls(ps, foreach=torch_foreach, **kwargs),
                           steps)
     assert_same(s_ours, s_ref, dtype)
     assert torch.equal(p_ours[-1], torch.ones(3, dtype=dtype)), "a param without grad moved"
@@ -71,7 +71,7 @@ def test_defaults_match_torch(name, dtype, foreach, optim_helpers):
     ours_cls, torch_cls, _ = CASES[name]
     kwargs = {"decoupled_weight_decay": True} if name == "Adam-decoupled" else {}
     if name == "SGD":
-        kwargs = dict(lr=0.05, momentum=0.9)
+        kwargs = {"lr": 0.05, "momentum": 0.9}
     compare(ours_cls, torch_cls, kwargs, dtype, foreach, foreach, optim_helpers)
 
 
@@ -90,9 +90,9 @@ def test_hyperparameters_match_torch(name, optim_helpers):
 
 
 def test_gd_is_plain_sgd(optim_helpers):
-    compare(ours.GD, torch.optim.SGD, dict(lr=0.1), torch.float64, False, False,
+    compare(ours.GD, torch.optim.SGD, {"lr": 0.1}, torch.float64, False, False,
             optim_helpers)
-    compare(ours.GD, torch.optim.SGD, dict(lr=0.1), torch.float32, True, False,
+    compare(ours.GD, torch.optim.SGD, {"lr": 0.1}, torch.float32, True, False,
             optim_helpers)
 
 

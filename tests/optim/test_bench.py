@@ -25,8 +25,8 @@ def test_bench_rows_are_consistent():
     assert by["ours foreach"]["ratio"] == pytest.approx(
         by["ours foreach"]["min_ms"] / by["torch foreach"]["min_ms"])
     assert all(r["min_ms"] > 0 and r["min_ms"] <= r["median_ms"] for r in rows)
-    assert sum(map(lambda s: s[0] * (s[1] if len(s) > 1 else 1),
-                   bench.model_shapes(10_000, 16))) == rows[0]["params"]
+    shapes = bench.model_shapes(10_000, 16)
+    assert sum(s[0] * (s[1] if len(s) > 1 else 1) for s in shapes) == rows[0]["params"]
 
 
 def test_bench_rejects_bad_options():

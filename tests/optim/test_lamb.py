@@ -74,7 +74,7 @@ def test_lamb_matches_torch_optimizer(dtype, foreach, wd, optim_helpers):
         "torch_optimizer", reason="pip install torch-optimizer (test dependency)")
     Problem, run, assert_same = optim_helpers
     problem = Problem(seed=4, dtype=dtype)
-    kw = dict(lr=0.01, betas=(0.9, 0.999), eps=1e-6, weight_decay=wd)
+    kw = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": wd}
     _, _, s_ours = run(problem, lambda ps: ours.LAMB(ps, bias_correction=False,
                                                      foreach=foreach, **kw), 200)
     _, _, s_ref = run(problem, lambda ps: torch_optimizer.Lamb(ps, clamp_value=10, **kw), 200)

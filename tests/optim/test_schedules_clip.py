@@ -63,7 +63,9 @@ def test_schedule_state_dict_round_trip():
     sched2.load_state_dict(sched.state_dict())
     opt2.param_groups[0]["lr"] = sched2.get_last_lr()[0]
     for _ in range(5):
-        opt.step(); sched.step(); opt2.step(); sched2.step()  # noqa: E702
+        for o, s in ((opt, sched), (opt2, sched2)):
+            o.step()
+            s.step()
         assert sched.get_last_lr() == sched2.get_last_lr()
 
 

@@ -10,14 +10,14 @@ import hpclab.optim as ours
 pytestmark = [pytest.mark.unit_b]
 
 ALL = {
-    "GD": (ours.GD, dict(lr=0.05)),
-    "SGD": (ours.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
-    "Adagrad": (ours.Adagrad, dict(lr=0.05, lr_decay=1e-3)),
-    "RMSprop": (ours.RMSprop, dict(lr=0.01, momentum=0.5, centered=True)),
-    "Adam": (ours.Adam, dict(lr=0.01, amsgrad=True, weight_decay=1e-3)),
-    "AdamW": (ours.AdamW, dict(lr=0.01)),
-    "Adamax": (ours.Adamax, dict(lr=0.01, weight_decay=1e-3)),
-    "LAMB": (ours.LAMB, dict(lr=0.01, weight_decay=0.01)),
+    "GD": (ours.GD, {"lr": 0.05}),
+    "SGD": (ours.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+    "Adagrad": (ours.Adagrad, {"lr": 0.05, "lr_decay": 1e-3}),
+    "RMSprop": (ours.RMSprop, {"lr": 0.01, "momentum": 0.5, "centered": True}),
+    "Adam": (ours.Adam, {"lr": 0.01, "amsgrad": True, "weight_decay": 1e-3}),
+    "AdamW": (ours.AdamW, {"lr": 0.01}),
+    "Adamax": (ours.Adamax, {"lr": 0.01, "weight_decay": 1e-3}),
+    "LAMB": (ours.LAMB, {"lr": 0.01, "weight_decay": 0.01}),
 }
 
 
@@ -38,7 +38,10 @@ def test_state_dict_resumes_identically(name, foreach, optim_helpers):
     Problem, run, _ = optim_helpers
     cls, kwargs = ALL[name]
     problem = Problem(seed=5, dtype=torch.float32)
-    make = lambda ps: cls(ps, foreach=foreach, **kwargs)  # noqa: E731
+
+    def make(ps):
+        return cls(ps, foreach=foreach, **kwargs)
+
     params, opt, _ = run(problem, make, 60)
     saved_params = [p.detach().clone() for p in params]
     saved_state = copy.deepcopy(opt.state_dict())
@@ -88,26 +91,26 @@ def test_zero_grad_and_lr_scheduler_compatibility():
 
 p = [torch.nn.Parameter(torch.zeros(2))]
 BAD = [
-    (ours.SGD, dict(lr=-0.1), "Invalid learning rate: -0.1"),
-    (ours.GD, dict(lr=-1.0), "Invalid learning rate: -1.0"),
-    (ours.SGD, dict(momentum=-0.5), "Invalid momentum value: -0.5"),
-    (ours.SGD, dict(weight_decay=-1e-4), "Invalid weight_decay value: -0.0001"),
-    (ours.SGD, dict(momentum=0.9, dampening=0.1, nesterov=True),
+    (ours.SGD, {"lr": -0.1}, "Invalid learning rate: -0.1"),
+    (ours.GD, {"lr": -1.0}, "Invalid learning rate: -1.0"),
+    (ours.SGD, {"momentum": -0.5}, "Invalid momentum value: -0.5"),
+    (ours.SGD, {"weight_decay": -1e-4}, "Invalid weight_decay value: -0.0001"),
+    (ours.SGD, {"momentum": 0.9, "dampening": 0.1, "nesterov": True},
      "Nesterov momentum requires a momentum and zero dampening"),
-    (ours.SGD, dict(momentum=0.0, nesterov=True),
+    (ours.SGD, {"momentum": 0.0, "nesterov": True},
      "Nesterov momentum requires a momentum and zero dampening"),
-    (ours.Adam, dict(eps=-1e-8), "Invalid epsilon value: -1e-08"),
-    (ours.Adam, dict(betas=(1.0, 0.999)), "Invalid beta parameter at index 0: 1.0"),
-    (ours.Adam, dict(betas=(0.9, -0.1)), "Invalid beta parameter at index 1: -0.1"),
-    (ours.AdamW, dict(weight_decay=-0.01), "Invalid weight_decay value: -0.01"),
-    (ours.Adamax, dict(betas=(0.9, 1.5)), "Invalid beta parameter at index 1: 1.5"),
-    (ours.Adagrad, dict(lr_decay=-1.0), "Invalid lr_decay value: -1.0"),
-    (ours.Adagrad, dict(initial_accumulator_value=-1.0),
+    (ours.Adam, {"eps": -1e-8}, "Invalid epsilon value: -1e-08"),
+    (ours.Adam, {"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+    (ours.Adam, {"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
+    (ours.AdamW, {"weight_decay": -0.01}, "Invalid weight_decay value: -0.01"),
+    (ours.Adamax, {"betas": (0.9, 1.5)}, "Invalid beta parameter at index 1: 1.5"),
+    (ours.Adagrad, {"lr_decay": -1.0}, "Invalid lr_decay value: -1.0"),
+    (ours.Adagrad, {"initial_accumulator_value": -1.0},
      "Invalid initial_accumulator_value value: -1.0"),
-    (ours.RMSprop, dict(alpha=-0.9), "Invalid alpha value: -0.9"),
-    (ours.LAMB, dict(lr=-3.0), "Invalid learning rate: -3.0"),
-    (ours.LAMB, dict(betas=(-0.1, 0.9)), "Invalid beta parameter at index 0: -0.1"),
-    (ours.LAMB, dict(clamp_value=0.0), "Invalid clamp_value: 0.0"),
+    (ours.RMSprop, {"alpha": -0.9}, "Invalid alpha value: -0.9"),
+    (ours.LAMB, {"lr": -3.0}, "Invalid learning rate: -3.0"),
+    (ours.LAMB, {"betas": (-0.1, 0.9)}, "Invalid beta parameter at index 0: -0.1"),
+    (ours.LAMB, {"clamp_value": 0.0}, "Invalid clamp_value: 0.0"),
 ]
 
 
