@@ -6,8 +6,10 @@
         cluster.run(lambda ctx: ctx.rank)           # -> [0, 1, 2, 3]
 
 Files: cluster.py (connect, Cluster), engine.py (what runs on each engine at connect),
-handle.py (run_async's handle), info.py (the info table), launchers.py (local | slurm |
-mpi seam), errors.py, context.py (DistContext), spawn.py (run_local: forked processes).
+handle.py (run_async's handle, failures -> RankError), info.py (the info table),
+lifecycle.py (start / attach / stop without orphans), launchers.py (local | slurm | mpi
+seam), node.py (what is inside a node), errors.py, context.py (DistContext), spawn.py
+(run_local: forked processes), slurm.py / mpi.py (launchers), doctor.py (`hpclab doctor`).
 ipyparallel is imported only when `connect`/`Cluster` are first used.
 """
 

@@ -27,8 +27,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")   # IPython colours remote tracebacks
 _POLL_S = 0.05    # how often wait() looks at the results
 _GRACE_S = 1.0    # after a first failure, time for the news of a dead peer to arrive
 
-RESTART_HINT = ("restart the cluster for fresh engines and a fresh process group "
-                "(cluster.restart(), or close it and hpclab.connect() again)")
+RESTART_HINT = ("To get fresh engines and a fresh process group: cluster.restart() "
+                "(or cluster.close() and hpclab.connect() again).")
 
 
 @dataclass
@@ -131,7 +131,7 @@ class RunHandle:
                 f"{self.fn_name}: rank {m.rank} (pid {m.pid} on host {m.host}) did not answer "
                 f"within {timeout:g} s (silent ranks: {silent}). It may be waiting for a peer "
                 "in a collective, or the work needs longer: pass timeout=... to cluster.run. "
-                f"The silent ranks were interrupted; if the cluster misbehaves, {RESTART_HINT}",
+                f"The silent ranks were interrupted. If the cluster misbehaves: {RESTART_HINT}",
                 rank=m.rank, host=m.host, pid=m.pid)
         dead, failed = self._dead(), self._failed()
         if dead or failed:
@@ -154,8 +154,8 @@ class RunHandle:
         evalue = getattr(exc, "evalue", str(exc))
         raise RankError(
             f"{self.fn_name}: {who} raised {ename}: {evalue}\n(full remote traceback: "
-            "err.remote_traceback). Fix the error and run again; if other ranks were left "
-            f"waiting in a collective, {RESTART_HINT}",
+            "err.remote_traceback). Fix the error and run again. If other ranks were left "
+            f"waiting in a collective: {RESTART_HINT}",
             rank=m.rank, host=m.host, pid=m.pid, remote_traceback=tb) from None
 
     def abort(self) -> None:

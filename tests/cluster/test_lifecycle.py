@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 import hpclab
-from hpclab.cluster import ClusterTimeout, RankError
+from hpclab.cluster import ClusterError, ClusterTimeout, RankError
 
 pytestmark = [pytest.mark.unit_a, pytest.mark.cluster]
 
@@ -41,6 +41,7 @@ def test_engines_not_registering_in_time_raise_cluster_timeout_and_leave_nothing
     with pytest.raises(ClusterTimeout, match=r"of 2 engines registered within 0\.3 s.*"
                                              "did not register"):
         hpclab.connect(n=2, timeout=0.3)
+    assert issubclass(ClusterTimeout, TimeoutError)
     assert time.monotonic() - t0 < 0.3 + 30     # stopping what started is bounded too
     assert wait_gone(ipp_processes() - before) == set()
 
@@ -81,6 +82,9 @@ def test_four_ranks_all_reduce_then_sigkill_mid_collective_names_the_rank(ipp_pr
         assert "restart" in str(err.value)
     finally:
         cluster.close()
+    cluster.close()                                   # closing twice is harmless
+    with pytest.raises(ClusterError, match="this cluster is closed"):
+        cluster.run(lambda ctx: ctx.rank)
     assert wait_gone(ours) == set(), "processes of the closed cluster are still alive"
     assert wait_gone(ipp_processes() - before) == set()
 
