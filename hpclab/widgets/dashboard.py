@@ -23,6 +23,7 @@ returns a static PNG of the current state (for exported HTML, nbval and CI logs)
 from __future__ import annotations
 
 import threading
+import time
 
 import ipywidgets as W
 
@@ -57,6 +58,8 @@ class Dashboard(StaticFallback, W.VBox):
         self.stop_requested = False
         self.finished = False
         self.full_redraws = 0
+        self.latencies: list[float] = []
+        self._oldest_pending = 0.0
         self._job = None
         self._pending: list = []
         self._lock = threading.Lock()
@@ -72,6 +75,8 @@ class Dashboard(StaticFallback, W.VBox):
     def __call__(self, record: StepRecord | list) -> None:
         """Callback for fit() and Job.subscribe(): queue the record(s) for drawing."""
         with self._lock:
+            if not self._pending:
+                self._oldest_pending = time.perf_counter()
             if isinstance(record, (list, tuple)):
                 self._pending.extend(record)
             else:
@@ -107,11 +112,14 @@ class Dashboard(StaticFallback, W.VBox):
         with DRAW_LOCK:
             with self._lock:
                 new, self._pending = self._pending, []
+                oldest = self._oldest_pending
             if not new and self.state.n_records:
                 return
             self.state.add(new)
             self.plot.update(self.state)
             self.full_redraws += self.plot.render(self.canvas)
+            if new:   # seconds from a record's arrival to its picture leaving the kernel
+                self.latencies.append(time.perf_counter() - oldest)
             self._update_controls()
         if (self.state.total_steps and self.state.steps_done >= self.state.total_steps
                 and not self.finished):

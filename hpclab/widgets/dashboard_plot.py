@@ -19,10 +19,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from hpclab.widgets.dashboard_state import DashboardState
 
 SPLIT_NAMES = ("compute", "comm", "optimizer", "other")
 SPLIT_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c0c0c0")
+
+
+def smooth(ys, window: int = 10) -> np.ndarray:
+    """Running mean over the last `window` points (throughput is noisy step to step):
+    out[i] = mean(ys[max(0, i − window + 1) : i + 1])."""
+    ys = np.asarray(ys, dtype=float)
+    c = np.concatenate([[0.0], np.cumsum(ys)])
+    i = np.arange(1, len(ys) + 1)
+    k = np.minimum(i, window)
+    return (c[i] - c[i - k]) / k
 
 
 def _stepped(lo: float, hi: float, cur: tuple | None, zero_floor: bool = False,
@@ -46,7 +58,7 @@ class DashboardPlot:
         fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.9, wspace=0.25)
         self.ax_loss, self.ax_thr, self.ax_split = fig.subplots(1, 3, width_ratios=[1, 1, 0.8])
         self.ax_loss.set(title="loss", xlabel="step")
-        self.ax_thr.set(title="throughput (samples/s)", xlabel="step")
+        self.ax_thr.set(title="throughput (samples/s, mean of 10 steps)", xlabel="step")
         self.ax_split.set(title="time per step (ms)")
         self.loss_lines: dict[int, object] = {}
         self.thr_lines: dict[int, object] = {}
@@ -101,15 +113,15 @@ class DashboardPlot:
             ys_loss += s.loss[-1:] + [min(s.loss, default=0), max(s.loss, default=0)]
             xs += s.steps[-1:]
             if multi:
-                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(s.steps, s.throughput)
+                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(s.steps,
+                                                                         smooth(s.throughput))
         self.loss_mean.set_data(*state.loss_aggregate())
         vs, vl = state.val_aggregate()
         self.val.set_data(vs, vl)
         steps, thr = state.throughput_aggregate()
+        thr = smooth(thr)
         self.thr_total.set_data(steps, thr)
-        ys_thr = [min(thr, default=0), max(thr, default=0)]
-        if multi:
-            ys_thr += [min(s.throughput) for s in state.ranks.values() if s.throughput]
+        ys_thr = [thr.min(initial=0), thr.max(initial=0)]
         if xs and self.ax_loss.get_legend() is None or self._needs_full:
             handles = [ln for ln in self.ax_loss.get_lines() if len(ln.get_xdata())]
             if handles:
