@@ -17,7 +17,7 @@ import hpclab
 from hpclab.cluster.errors import ClusterError
 from hpclab.cluster.mpi import MPILauncher
 
-pytestmark = [pytest.mark.unit_a, pytest.mark.cluster]
+pytestmark = [pytest.mark.unit_a, pytest.mark.cluster, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
