@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from hpclab.parallel.job import Job
 from hpclab.parallel.worker import RankJob, train_on_engine
@@ -81,7 +80,7 @@ class Trainer:
         self.config.validate(cluster.world_size)
 
     def fit(self, steps: int, resume: str | None = None, live: bool = True,
-            return_params: bool = False, **extra: Any) -> Job:
+            return_params: bool = False) -> Job:
         """Start training to global step `steps` on every engine; returns a Job at once.
 
         resume: a checkpoint path, "latest" (newest in config.checkpoint_dir, or a fresh
@@ -95,7 +94,7 @@ class Trainer:
             from hpclab.parallel.live import LiveReceiver
             receiver = LiveReceiver()
         spec = RankJob(None, None, None, self.config, steps,
-                       resume=resume, return_params=return_params, extra=extra,
+                       resume=resume, return_params=return_params,
                        push_address=receiver.push_address if receiver else None,
                        control_address=receiver.control_address if receiver else None)
         # the handle's own timeout only applies to handle.get(); Job.wait polls instead

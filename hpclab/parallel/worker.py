@@ -25,7 +25,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -58,7 +58,6 @@ class RankJob:
     push_address: str | None = None               # live metrics; None = off
     control_address: str | None = None
     return_params: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def loss_value(name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -110,13 +109,15 @@ def accumulated_step(ddp, optimizer, X, Y, idx, loss_fn, accumulation: int) -> S
     """One step over `accumulation` micro-batches: local backward under no_sync for all
     but the last, whose backward all-reduces the summed gradient ∇(Σ_k J_k / a)."""
     micro = len(idx) // accumulation
+    device = next(ddp.parameters()).device
     t0 = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     t_fwd = t_bwd = loss_sum = 0.0
     for k in range(accumulation):
         sub = idx[k * micro:(k + 1) * micro]
         ta = time.perf_counter()
-        loss = loss_fn(ddp(X[sub]), Y[sub]) / accumulation
+        x, y = X[sub].to(device), Y[sub].to(device)
+        loss = loss_fn(ddp(x), y) / accumulation
         tb = time.perf_counter()
         with ddp.no_sync() if k < accumulation - 1 else contextlib.nullcontext():
             loss.backward()
@@ -149,7 +150,7 @@ def train_rank(ctx, spec: RankJob) -> dict:
     local_batch = cfg.batch_size // p
     torch.manual_seed(cfg.seed + 1000 * ctx.rank)    # per-rank stream (dropout), reproducible
     X, Y = spec.data_fn()
-    model = spec.model_fn()
+    model = spec.model_fn().to(ctx.device)   # data stays on the CPU; batches move per step
     ddp = DistributedDataParallel(model, bucket_cap_mb=cfg.bucket_cap_mb,
                                   algorithm=cfg.algorithm, group=ctx.group, timeout=ctx.timeout)
     optimizer = spec.optimizer_fn(ddp.parameters())
