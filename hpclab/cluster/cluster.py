@@ -108,7 +108,8 @@ class Cluster:
     def _call_each(self, calls: list[tuple[int, Callable, tuple]], what: str) -> list:
         """Run calls[i] = (engine_id, f, args) concurrently; results in order, bounded."""
         ars = [self._client[eid].apply_async(f, *args) for eid, f, args in calls]
-        metas = [RankMeta(i, eid, "?", -1) for i, (eid, _, _) in enumerate(calls)]
+        # before ranks exist an error can only name the engine
+        metas = [RankMeta(i, eid, f"? (engine {eid})", -1) for i, (eid, _, _) in enumerate(calls)]
         if self.ranks:
             metas = [self.ranks[i] for i in range(len(calls))]
         return RunHandle(self._client, ars, metas, self.timeout, what, echo=False).get()
