@@ -62,21 +62,25 @@ class Prefetcher:
         ready: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
 
+        def offer(item) -> bool:
+            # a full queue and a consumer that has left must not block the thread: the
+            # end marker too may arrive after a `break` in the last `depth` batches
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
                 for batch in self.loader:
-                    item = _to_device(batch, self.device, self.pin)
-                    while not stop.is_set():
-                        try:
-                            ready.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer(_to_device(batch, self.device, self.pin)):
                         return
-                ready.put(_END)
-            except BaseException as exc:   # hand every failure to the training loop
-                ready.put(_Failure(exc))
+                offer(_END)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes to the training loop
+                offer(_Failure(exc))
 
         thread = threading.Thread(target=produce, name="hpclab-prefetch", daemon=True)
         thread.start()

@@ -1,6 +1,7 @@
 """The prefetcher yields exactly the loader's batches and never leaves a thread behind."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -64,3 +65,12 @@ def test_data_bench_prints_every_variant(capsys):
     assert main(["--steps", "2", "--batch", "8", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "plain loop" in out and "worker processes" in out and "prefetch thread" in out
+
+
+def test_breaking_in_the_last_batches_stops_the_thread():
+    # the loader ends while the queue is full: putting the end marker must not block the
+    # thread (it did: the loop then waited `timeout` s in join and left the thread behind)
+    for _ in Prefetcher([1, 2], depth=1, timeout=2.0):
+        time.sleep(0.3)     # let the thread fill the queue and reach the end of the loader
+        break
+    assert not _threads()
