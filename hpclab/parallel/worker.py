@@ -162,6 +162,7 @@ def train_rank(ctx, spec: RankJob) -> dict:
         from hpclab.parallel.live import LivePublisher
         pub = LivePublisher(spec.push_address, spec.control_address, cfg.publish_interval)
     records, stopped, last_finite = [], False, math.nan
+    t_live = 0.0    # seconds this rank spent on the live stream (its whole overhead)
     loss_fn = functools.partial(loss_value, cfg.loss)
     try:
         while step < spec.steps:
@@ -188,11 +189,16 @@ def train_rank(ctx, spec: RankJob) -> dict:
                 last_finite = loss_sum
             records.append(rec)
             if pub is not None:
+                tl = time.perf_counter()
                 pub.add(rec)
+                t_live += time.perf_counter() - tl
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 _checkpoint(ctx, spec, ddp, optimizer, sampler, step)
             if step % cfg.stop_check_every == 0 or step == spec.steps:
-                flags = torch.tensor([float(pub is not None and pub.stop_requested()),
+                tl = time.perf_counter()
+                stop = pub is not None and pub.stop_requested()
+                t_live += time.perf_counter() - tl
+                flags = torch.tensor([float(stop),
                                       float(not math.isfinite(loss_sum))])
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=ctx.group)
                 if flags[1] > 0:
@@ -210,7 +216,8 @@ def train_rank(ctx, spec: RankJob) -> dict:
         if pub is not None:
             pub.close()
         ddp.close()
-    out = {"records": [r.to_dict() for r in records], "step": step, "stopped": stopped}
+    out = {"records": [r.to_dict() for r in records], "step": step, "stopped": stopped,
+           "t_live": t_live}
     if spec.return_params:
         out["params"] = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     return out
