@@ -94,10 +94,27 @@ def data_parallel(ctx, lr, steps):
             "host": ctx.host, "backend": ctx.backend}
 
 
+def ddp_training(ctx, lr, steps):
+    """The same training through hpclab's own DDP (bucketed ring all-reduce in backward)."""
+    from hpclab.parallel import DistributedDataParallel
+
+    torch.manual_seed(0)
+    model = DistributedDataParallel(torch.nn.Linear(3, 1), algorithm="ring")
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    x, y = data()
+    shard = slice(ctx.rank, None, ctx.world_size)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x[shard]), y[shard]).backward()
+        opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
+
+
 def test_two_engines_in_a_slurm_job_train_like_one_process(slurm):
     launcher = SlurmLauncher(partition="debug", time="2", warn_walltime_s=600)
     with hpclab.connect(2, engines=launcher, timeout=120) as cluster:
         out = cluster.run(data_parallel, LR, STEPS, timeout=120)
+        ddp = cluster.run(ddp_training, LR, STEPS, timeout=120)
         jobs = launcher.jobs()
         with pytest.warns(WalltimeWarning, match="save a checkpoint"):
             message = launcher.check_walltime()   # 2 min walltime < 600 s threshold
@@ -108,6 +125,8 @@ def test_two_engines_in_a_slurm_job_train_like_one_process(slurm):
     ref = reference_training()
     for r in out:
         assert r["params"] == pytest.approx(ref, abs=TOL)
+    for params in ddp:
+        assert params == pytest.approx(ref, abs=TOL)
     # teardown: the job leaves the queue and none of its engines survive
     assert wait_gone(launcher.job_name) == []
     assert engines_of_job(out[0]["job"]) == []
