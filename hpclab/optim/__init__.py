@@ -9,8 +9,9 @@
 One file per algorithm (gd.py, sgd.py, adagrad.py, rmsprop.py, adam.py, adamw.py,
 adamax.py, lamb.py); each holds the formula as a plain per-tensor function (`adam_step`
 ...) with the math in its docstring, a `_foreach` twin, and the class. base.py holds the
-shared plumbing, schedules.py the learning-rate schedules, clip.py gradient clipping and
-pitfalls.py a deliberately WRONG Adam for the lecture.
+shared plumbing, schedules.py the learning-rate schedules, clip.py gradient clipping,
+fused_adam.py a torch.compile'd Adam and pitfalls.py a deliberately WRONG Adam for the
+lecture.
 """
 
 from .adagrad import Adagrad, adagrad_step
@@ -18,6 +19,7 @@ from .adam import Adam, adam_step
 from .adamax import Adamax, adamax_step
 from .adamw import AdamW
 from .clip import clip_grad_norm_, clip_grad_value_
+from .fused_adam import FusedAdam, FusedAdamW
 from .gd import GD, gd_step
 from .lamb import LAMB, lamb_step
 from .rmsprop import RMSprop, rmsprop_step
@@ -27,8 +29,8 @@ from .sgd import SGD, sgd_step
 Lamb = LAMB  # the spelling torch_optimizer uses
 
 __all__ = [
-    "GD", "LAMB", "SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Cosine", "Lamb",
-    "LinearWarmup", "RMSprop", "StepDecay", "WarmupCosine", "adagrad_step", "adam_step",
-    "adamax_step", "clip_grad_norm_", "clip_grad_value_", "gd_step", "lamb_step",
-    "rmsprop_step", "sgd_step",
+    "GD", "LAMB", "SGD", "Adagrad", "Adam", "AdamW", "Adamax", "Cosine", "FusedAdam",
+    "FusedAdamW", "Lamb", "LinearWarmup", "RMSprop", "StepDecay", "WarmupCosine",
+    "adagrad_step", "adam_step", "adamax_step", "clip_grad_norm_", "clip_grad_value_",
+    "gd_step", "lamb_step", "rmsprop_step", "sgd_step",
 ]

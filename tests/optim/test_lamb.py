@@ -70,8 +70,11 @@ def test_lamb_matches_algorithm_2_in_numpy(foreach, wd, optim_helpers):
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("wd", [0.0, 0.05])
 def test_lamb_matches_torch_optimizer(dtype, foreach, wd, optim_helpers):
-    torch_optimizer = pytest.importorskip(
-        "torch_optimizer", reason="pip install torch-optimizer (test dependency)")
+    try:
+        import torch_optimizer
+    except ImportError:
+        pytest.fail("torch-optimizer is a test dependency of hpclab (the independent LAMB): "
+                    "pip install torch-optimizer")
     Problem, run, assert_same = optim_helpers
     problem = Problem(seed=4, dtype=dtype)
     kw = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": wd}
