@@ -37,6 +37,15 @@ def smooth(ys, window: int = 10) -> np.ndarray:
     return (c[i] - c[i - k]) / k
 
 
+def thin(xs, ys, most: int = 600):
+    """Every k-th point so a line has at most `most`: a 250-pixel-wide plot shows no more,
+    and drawing cost stays flat however long the run."""
+    k = max(-(-len(xs) // most), 1)      # ceil
+    if k == 1:
+        return xs, ys
+    return xs[::k] + xs[-1:], list(ys[::k]) + list(ys[-1:])
+
+
 def _stepped(lo: float, hi: float, cur: tuple | None, zero_floor: bool = False,
              room: float = 0.15) -> tuple:
     """Keep `cur` while the data fit and fill more than a quarter of it; else a new range
@@ -93,8 +102,8 @@ class DashboardPlot:
     def _set_limits(self, name, ax, xs, ys, total, zero_floor=False):
         if not xs:
             return
-        # double the range when it fills up, but never past the end of the run
-        x = _stepped(0.0, max(xs), self.limits.get(name + "x"), zero_floor=True, room=1.0)
+        # quadruple the range when it fills up, but never past the end of the run
+        x = _stepped(0.0, max(xs), self.limits.get(name + "x"), zero_floor=True, room=3.0)
         if total:
             x = (0.0, min(x[1], total * 1.02))
         y = _stepped(min(ys), max(ys), self.limits.get(name + "y"), zero_floor=zero_floor,
@@ -109,18 +118,18 @@ class DashboardPlot:
         multi = len(state.ranks) > 1
         ys_loss, ys_thr, xs = [], [], []
         for r, s in state.ranks.items():
-            self._rank_line(self.loss_lines, self.ax_loss, r).set_data(s.steps, s.loss)
+            self._rank_line(self.loss_lines, self.ax_loss, r).set_data(*thin(s.steps, s.loss))
             ys_loss += s.loss[-1:] + [min(s.loss, default=0), max(s.loss, default=0)]
             xs += s.steps[-1:]
             if multi:
-                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(s.steps,
-                                                                         smooth(s.throughput))
-        self.loss_mean.set_data(*state.loss_aggregate())
+                self._rank_line(self.thr_lines, self.ax_thr, r).set_data(
+                    *thin(s.steps, smooth(s.throughput)))
+        self.loss_mean.set_data(*thin(*state.loss_aggregate()))
         vs, vl = state.val_aggregate()
         self.val.set_data(vs, vl)
         steps, thr = state.throughput_aggregate()
         thr = smooth(thr)
-        self.thr_total.set_data(steps, thr)
+        self.thr_total.set_data(*thin(steps, thr))
         ys_thr = [thr.min(initial=0), thr.max(initial=0)]
         if xs and self.ax_loss.get_legend() is None or self._needs_full:
             handles = [ln for ln in self.ax_loss.get_lines() if len(ln.get_xdata())]

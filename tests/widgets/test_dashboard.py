@@ -129,3 +129,30 @@ def test_headless_bundle_and_snapshot_are_pictures(train_records):
     assert bundle["image/png"] and bundle["text/html"].startswith("<img")
     png = dash.snapshot().data
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_smooth_and_stepped_limits():
+    from hpclab.widgets.dashboard_plot import _stepped, smooth
+
+    y = np.array([4.0, 2.0, 6.0, 8.0, 1.0])
+    np.testing.assert_allclose(smooth(y, 3), [np.mean(y[max(0, i - 2):i + 1]) for i in range(5)])
+    assert _stepped(0, 10, (0, 30)) == (0, 30)                  # fits, fills > 1/4: keep
+    lo, hi = _stepped(0, 40, (0, 30))                          # overflow: grow with room
+    assert lo < 0 and hi > 40
+    assert _stepped(0, 1, (0, 30), zero_floor=True)[1] < 30    # fills < 1/4: zoom in
+
+
+def test_static_only_mode_shows_just_a_picture(monkeypatch, train_records):
+    monkeypatch.setenv("HPCLAB_WIDGETS", "static")
+    dash = Dashboard(total_steps=5)
+    dash(train_records(5))
+    dash.finish()
+    bundle = dash._repr_mimebundle_()
+    assert set(bundle) == {"image/png", "text/html"}
+
+
+def test_thin_keeps_the_ends_and_at_most_most_points():
+    from hpclab.widgets.dashboard_plot import thin
+
+    xs, ys = thin(list(range(5000)), list(range(5000)), most=600)
+    assert len(xs) <= 600 + 1 and xs[0] == 0 and xs[-1] == 4999 and xs == ys
