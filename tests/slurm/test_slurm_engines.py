@@ -177,9 +177,11 @@ def test_job_stuck_in_queue_times_out_with_the_reason_and_is_cancelled(slurm):
 
 
 def test_doctor_sees_the_running_slurm(slurm):
-    from hpclab.cluster.doctor import check_slurm
+    from hpclab.cluster.doctor import check_slurm, check_smoke
     check = check_slurm()
     assert check.status == "PASS" and "debug" in check.detail, check.line()
+    smoke = check_smoke("slurm", timeout=120, partition="debug", time="5")   # the admin's check
+    assert smoke.status == "PASS" and "2 slurm engines" in smoke.detail, smoke.line()
 
 
 def test_deploy_profile_encrypts_traffic_and_keeps_keys_private(slurm, tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ if os.environ.get("HPCLAB_CONTROLLER_IP"):
 if os.environ.get("HPCLAB_PARTITION"):
     c.SlurmEngineSetLauncher.queue = os.environ["HPCLAB_PARTITION"]
 c.SlurmEngineSetLauncher.timelimit = "01:00:00"
-# Batch scripts and engine logs in the profile, not in the notebook's working directory.
-c.SlurmEngineSetLauncher.batch_file_name = os.path.expanduser(
-    "~/.ipython/profile_default/log/slurm_engine.sbatch")
+# Batch scripts in the profile (private), not in the notebook's working directory.
+_log = os.path.expanduser(os.path.join(os.environ.get("IPYTHONDIR", "~/.ipython"),
+                                       "profile_default", "log"))
+os.makedirs(_log, mode=0o700, exist_ok=True)
+c.SlurmEngineSetLauncher.batch_file_name = os.path.join(_log, "slurm_engine.sbatch")
