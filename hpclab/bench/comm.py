@@ -34,7 +34,7 @@ REFERENCE = "torch"
 class BenchConfig:
     engines: int = 2
     sizes: list[int] = field(default_factory=lambda: list(SIZES))
-    repeats: int = 5
+    repeats: int = 10
     out: str = "comm_bench.png"
     local: bool = False          # forked processes instead of ipyparallel engines
     timeout: float = 600.0
@@ -189,7 +189,7 @@ def human(nbytes: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench comm", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=int, default=2, help="number of ranks p (default 2)")
-    ap.add_argument("--repeats", type=int, default=5,
+    ap.add_argument("--repeats", type=int, default=10,
                     help="runs per measurement, best kept (x4 up to 1 MiB, x2 up to 16 MiB)")
     ap.add_argument("--out", default="comm_bench.png", help="where to save the plot")
     ap.add_argument("--local", action="store_true",

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from hpclab.comm.ops import combine_
 from hpclab.comm.p2p import Comm
 
 
@@ -47,9 +46,7 @@ def fold_in(comm: Comm, x: torch.Tensor, op: str) -> Fold:
     if r % 2 == 0:
         comm.send(x, r + 1, step=0, phase="fold in")
         return Fold(p2, extra, None, 1)
-    incoming = torch.empty_like(x)
-    comm.recv(incoming, r - 1, step=0, phase="fold in")
-    combine_(x, incoming, op)
+    comm.recv_reduce(x, r - 1, op, step=0, phase="fold in")
     return Fold(p2, extra, r // 2, 1)
 
 

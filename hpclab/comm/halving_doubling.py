@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 
 from hpclab.comm.fold import fold_in, fold_out
-from hpclab.comm.ops import combine_
 from hpclab.comm.p2p import Comm
 
 
@@ -35,7 +34,6 @@ def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
         def blocks(lo_hi):
             return x[bounds[lo_hi[0]]:bounds[lo_hi[1]]]
 
-        inbox = torch.empty_like(x[:n - n // 2])   # the larger half of x at most
         mine, history = (0, fold.p2), []
 
         # Phase 1: reduce-scatter by recursive halving
@@ -45,10 +43,8 @@ def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
             lo, hi = mine
             mid = (lo + hi) // 2
             keep, give = ((mid, hi), (lo, mid)) if me & distance else ((lo, mid), (mid, hi))
-            kept = blocks(keep)
-            comm.exchange(blocks(give), partner, inbox[:kept.numel()], partner, step=step,
-                          phase="reduce-scatter", chunk=give[0])
-            combine_(kept, inbox[:kept.numel()], op)
+            comm.exchange_reduce(blocks(give), partner, blocks(keep), partner, op, step=step,
+                                 phase="reduce-scatter", chunk=give[0])
             history.append((partner, keep, give))
             mine, distance, step = keep, distance // 2, step + 1
 

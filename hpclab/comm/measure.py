@@ -33,6 +33,8 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
     times = torch.zeros(len(sizes), dtype=torch.float64)
     if comm.world_size > 1 and comm.rank < 2:
         peer = 1 - comm.rank
+        for _ in range(3):   # warm up the connection: the very first messages are slow
+            comm.exchange(times, peer, torch.empty_like(times), peer, step=0, phase="warm-up")
         for i, nbytes in enumerate(sizes):
             buf = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
             best = float("inf")

@@ -4,10 +4,10 @@ A message of n bytes costs α + n·β (α: latency in seconds, β: seconds per b
 bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vector:
 
     naive               2(p−1)·(α + nβ) + (p−1)·nγ
-    parameter_server    2(p−1)·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ     (sharded: like the ring)
-    ring                2(p−1)·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
-    recursive_doubling  log₂p·(α + nβ₂ + nγ)
-    halving_doubling    2·log₂p·α + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
+    parameter_server    2(p−1)·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ   (sharded: like the ring)
+    ring                2(p−1)·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
+    recursive_doubling  log₂p·(α₂ + nβ₂ + nγ)
+    halving_doubling    2·log₂p·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
     tree                critical path of the binary heap: ≈ 2d(α + nβ + nγ) + 2d(α + nβ),
                         d = ⌊log₂p⌋ (a parent serves its two children one after the other)
     torch               modelled as the ring (gloo's and NCCL's large-message algorithm)
@@ -15,11 +15,12 @@ bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vect
 When p is not a power of two the recursive algorithms run on p' = 2^⌊log₂p⌋ ranks and
 pay 2(α + nβ) + nγ more to fold the extra ranks in and out.
 
-β₂ is β when a rank sends and receives at the same time, as every step of the ring,
-recursive doubling and halving-doubling does. The lecture's model assumes full-duplex
-links, β₂ = β, which holds on a real network. On one host the "network" is the CPUs
-copying through the kernel, both directions compete, and β₂ is measured separately
-(`measure.exchange`) — leave it out and the model is the lecture's.
+α₂, β₂ are α, β when a rank sends and receives at the same time, as every step of the
+ring, parameter server, recursive doubling and halving-doubling does. The lecture's model
+assumes full-duplex links, α₂ = α and β₂ = β, which holds on a real network. On one host
+the "network" is the CPUs copying through the kernel, both directions compete, and α₂, β₂
+are measured separately (`measure.exchange`) — leave them out and the model is the
+lecture's.
 
 Bandwidths of a measured all-reduce taking t seconds on n bytes:
 
@@ -47,15 +48,22 @@ class Params:
     alpha: float                      # s per message
     beta: float                       # s per byte sent, one direction at a time
     gamma: float                      # s per byte reduced
-    beta_duplex: float | None = None  # β₂: s per byte while also receiving (None: = β)
+    beta_duplex: float | None = None   # β₂: s per byte while also receiving (None: = β)
+    alpha_duplex: float | None = None  # α₂: s per message exchanged (None: = α)
 
     @property
     def beta2(self) -> float:
         return self.beta if self.beta_duplex is None else self.beta_duplex
 
+    @property
+    def alpha2(self) -> float:
+        return self.alpha if self.alpha_duplex is None else self.alpha_duplex
+
     def __str__(self) -> str:
         text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
                 f"({_gbs(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
+        if self.alpha_duplex is not None:
+            text += f", α₂ = {self.alpha_duplex * 1e6:.1f} µs"
         if self.beta_duplex is not None:
             text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({_gbs(self.beta_duplex)})"
         return text
@@ -66,7 +74,7 @@ def naive(n: float, p: int, c: Params) -> float:
 
 
 def ring(n: float, p: int, c: Params) -> float:
-    return 2 * (p - 1) * c.alpha + 2 * (p - 1) / p * n * c.beta2 + (p - 1) / p * n * c.gamma
+    return 2 * (p - 1) * c.alpha2 + 2 * (p - 1) / p * n * c.beta2 + (p - 1) / p * n * c.gamma
 
 
 def parameter_server(n: float, p: int, c: Params) -> float:
@@ -75,12 +83,12 @@ def parameter_server(n: float, p: int, c: Params) -> float:
 
 def recursive_doubling(n: float, p: int, c: Params) -> float:
     p2 = _p2(p)
-    return math.log2(p2) * (c.alpha + n * c.beta2 + n * c.gamma) + _fold(n, p, c)
+    return math.log2(p2) * (c.alpha2 + n * c.beta2 + n * c.gamma) + _fold(n, p, c)
 
 
 def halving_doubling(n: float, p: int, c: Params) -> float:
     p2 = _p2(p)
-    return (2 * math.log2(p2) * c.alpha + 2 * (p2 - 1) / p2 * n * c.beta2
+    return (2 * math.log2(p2) * c.alpha2 + 2 * (p2 - 1) / p2 * n * c.beta2
             + (p2 - 1) / p2 * n * c.gamma + _fold(n, p, c))
 
 
@@ -139,21 +147,36 @@ def bus_bandwidth(nbytes: float, seconds: float, p: int) -> float:
     return alg_bandwidth(nbytes, seconds) * 2 * (p - 1) / p
 
 
-def fit_alpha_beta(nbytes, seconds) -> tuple[float, float]:
-    """(α, β) of t = α + n·β, fitted to one-way ping-pong times with *relative* errors, so
-    that the 4-byte messages (which fix α) count as much as the 64 MiB ones (which fix β)."""
+LARGE = 1 << 20   # from here on a message's time is bandwidth, not latency
+
+
+def fit_alpha_beta(nbytes, seconds, large: int = LARGE) -> tuple[float, float]:
+    """(α, β) of t = α + n·β from one-way ping-pong times, least squares in *relative*
+    errors so that 4-byte messages count as much as 64 MiB ones. β is then refitted on the
+    messages of at least `large` bytes alone: on a real machine the time per byte drifts
+    with size (caches, memory traffic), and β matters only where n·β dominates α."""
     n, t = np.asarray(nbytes, float), np.asarray(seconds, float)
     if n.size < 2 or np.unique(n).size < 2:
         raise ValueError(f"need times for at least two message sizes, got sizes {n.tolist()}")
     design = np.stack([np.ones_like(n), n], axis=1) / t[:, None]
     (alpha, beta), *_ = np.linalg.lstsq(design, np.ones_like(t), rcond=None)
-    return max(float(alpha), 0.0), max(float(beta), 0.0)
+    alpha = max(float(alpha), 0.0)
+    big = n >= large
+    if big.any():
+        w = n[big] / t[big]
+        beta = float(np.dot(w, (t[big] - alpha) / t[big]) / np.dot(w, w))
+    return alpha, max(float(beta), 0.0)
 
 
-def fit_gamma(nbytes, seconds) -> float:
-    """γ: the slope of local reduction time against bytes (least squares through 0)."""
+def fit_gamma(nbytes, seconds, large: int = LARGE) -> float:
+    """γ of t = n·γ, least squares in relative errors over the vectors of at least
+    `large` bytes (all of them if none is that large). γ too grows with n once the
+    vectors leave the cache: one γ is a compromise."""
     n, t = np.asarray(nbytes, float), np.asarray(seconds, float)
-    return float(np.dot(n, t) / np.dot(n, n))
+    if (n >= large).any():
+        n, t = n[n >= large], t[n >= large]
+    ratio = n / t
+    return float(ratio.sum() / np.dot(ratio, ratio))
 
 
 def fit(ping_pong: dict, reductions: dict, exchanges: dict | None = None) -> Params:
@@ -161,10 +184,10 @@ def fit(ping_pong: dict, reductions: dict, exchanges: dict | None = None) -> Par
     reduction times (γ) and, optionally, bidirectional exchange times (β₂)."""
     alpha, beta = fit_alpha_beta(list(ping_pong), list(ping_pong.values()))
     gamma = fit_gamma(list(reductions), list(reductions.values()))
-    beta2 = None
+    alpha2 = beta2 = None
     if exchanges:
-        beta2 = fit_alpha_beta(list(exchanges), list(exchanges.values()))[1]
-    return Params(alpha, beta, gamma, beta2)
+        alpha2, beta2 = fit_alpha_beta(list(exchanges), list(exchanges.values()))
+    return Params(alpha, beta, gamma, beta2, alpha2)
 
 
 def _gbs(beta: float) -> str:

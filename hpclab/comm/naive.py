@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-from hpclab.comm.ops import combine_
 from hpclab.comm.p2p import Comm, split
 
 
@@ -32,10 +31,8 @@ def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
     """Afterwards x on `root` holds the reduction over all ranks (others: unchanged)."""
     others = _others(comm, root)
     if comm.rank == root:
-        incoming = torch.empty_like(x)
         for step, src in enumerate(others):
-            comm.recv(incoming, src, step=step, phase="gather")
-            combine_(x, incoming, op)
+            comm.recv_reduce(x, src, op, step=step, phase="gather")   # x ← x ⊕ x_src
     else:
         comm.send(x, root, step=others.index(comm.rank), phase="gather")
 

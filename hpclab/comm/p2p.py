@@ -10,7 +10,8 @@ record into. Algorithms use four verbs:
 
 plus blocking `send`/`recv`. Messages of zero elements are skipped (both sides know the
 sizes, so both skip); messages over 1 MiB travel as 1 MiB pieces. `Inbox` receives a
-known sequence of pieces into a few reusable buffers (the pipelined ring uses it). A wait that times out, or a peer that dies, raises `CommTimeout` /
+known sequence of pieces into a few reusable buffers (the pipelined ring uses it);
+`recv_reduce` and `exchange_reduce` add an incoming vector into x piece by piece. A wait that times out, or a peer that dies, raises `CommTimeout` /
 `CommError` naming this rank, its host, the peer, the step and the phase.
 
 `split(x, p)` and `segments(x, nbytes)` cut a flat tensor into views (no copies): the
@@ -29,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from hpclab.comm.errors import CommError, CommTimeout
+from hpclab.comm.ops import combine_
 from hpclab.comm.trace import Message, Trace, current_trace
 
 DEFAULT_TIMEOUT = 60.0  # seconds; a lecture-room default: long enough for a busy laptop
@@ -46,6 +48,8 @@ class Pending:
     step: int
     phase: str
     message: Message | None = None   # the trace entry of a send, finished on wait
+    waited: int = 0                  # pieces already waited for (gloo's wait is not
+                                     # idempotent: a second wait blocks forever)
 
 
 @dataclass
@@ -103,14 +107,20 @@ class Comm:
         for h in handles:
             if h is None:
                 continue
-            for work in h.works:
-                start = time.monotonic()
-                try:
-                    work.wait(timeout=self.timeout)
-                except RuntimeError as exc:
-                    raise self._error(h, exc, time.monotonic() - start) from exc
+            while h.waited < len(h.works):
+                self.wait_piece(h, h.waited)
             if h.message is not None:
                 h.message.t_end = time.time()
+
+    def wait_piece(self, h: Pending, k: int) -> None:
+        """Wait until pieces 0..k of a message are done (pieces are PIECE_BYTES long)."""
+        while h.waited <= k:
+            start = time.monotonic()
+            try:
+                h.works[h.waited].wait(timeout=self.timeout)
+            except RuntimeError as exc:
+                raise self._error(h, exc, time.monotonic() - start) from exc
+            h.waited += 1
 
     def exchange(self, send: torch.Tensor, dst: int, recv: torch.Tensor, src: int, *,
                  step: int, phase: str, chunk: int = 0) -> None:
@@ -118,6 +128,26 @@ class Comm:
         r = self.irecv(recv, src, step=step, phase=phase)
         s = self.isend(send, dst, step=step, phase=phase, chunk=chunk)
         self.wait(r, s)
+
+    def recv_reduce(self, x: torch.Tensor, src: int, op: str, *, step: int, phase: str) -> None:
+        """x ← x ⊕ (src's vector of x's size), piece by piece as it arrives: no x-sized
+        buffer, and adding piece k overlaps the transfer of piece k+1."""
+        self.exchange_reduce(x[:0], src, x, src, op, step=step, phase=phase)
+
+    def exchange_reduce(self, send: torch.Tensor, dst: int, x: torch.Tensor, src: int,
+                        op: str, *, step: int, phase: str, chunk: int = 0) -> None:
+        """Send `send` to dst while x ← x ⊕ (src's vector of x's size), piece by piece.
+        `send` may be x itself: a piece of x is changed only once it has been sent."""
+        pieces = segments(x, PIECE_BYTES)
+        inbox = Inbox(self, src, [q.numel() for q in pieces], x, steps=[step] * len(pieces),
+                      phase=phase)
+        out = self.isend(send, dst, step=step, phase=phase, chunk=chunk)
+        for k, mine in enumerate(pieces):
+            theirs = inbox.next()
+            if out is not None and k < len(out.works) and send.data_ptr() == x.data_ptr():
+                self.wait_piece(out, k)
+            combine_(mine, theirs, op)
+        self.wait(out)
 
     def send(self, tensor, dst, *, step: int, phase: str, chunk: int = 0) -> None:
         self.wait(self.isend(tensor, dst, step=step, phase=phase, chunk=chunk))

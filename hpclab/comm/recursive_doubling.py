@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from hpclab.comm.fold import fold_in, fold_out
-from hpclab.comm.ops import combine_
 from hpclab.comm.p2p import Comm
 
 
@@ -24,12 +23,11 @@ def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
     fold = fold_in(comm, x, op)
     step = fold.steps
     if fold.new_rank is not None:
-        incoming = torch.empty_like(x)
         distance = 1
         while distance < fold.p2:
             partner = fold.real(fold.new_rank ^ distance)
-            comm.exchange(x, partner, incoming, partner, step=step, phase="exchange")
-            combine_(x, incoming, op)
+            # swap whole vectors with the partner, adding theirs into ours as it arrives
+            comm.exchange_reduce(x, partner, x, partner, op, step=step, phase="exchange")
             distance, step = 2 * distance, step + 1
     else:
         step += fold.p2.bit_length() - 1

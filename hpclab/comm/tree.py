@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 
-from hpclab.comm.ops import combine_
 from hpclab.comm.p2p import Comm
 
 
@@ -33,12 +32,8 @@ def reduce(comm: Comm, x: torch.Tensor, op: str, root: int) -> None:
     """Afterwards x on `root` holds the reduction over all ranks (others: partial sums)."""
     v, parent, children = _family(comm, root)
     height = depth(comm.world_size - 1)
-    inboxes = [torch.empty_like(x) for _ in children]
-    recvs = [comm.irecv(inbox, child, step=height - depth(v) - 1, phase="reduce")
-             for inbox, child in zip(inboxes, children)]
-    for recv, inbox in zip(recvs, inboxes):
-        comm.wait(recv)
-        combine_(x, inbox, op)
+    for child in children:     # one child after the other, adding as the pieces arrive
+        comm.recv_reduce(x, child, op, step=height - depth(v) - 1, phase="reduce")
     if parent is not None:
         comm.send(x, parent, step=height - depth(v), phase="reduce")
 

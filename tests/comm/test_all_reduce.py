@@ -114,6 +114,9 @@ def grid(p):
             cases.append((algorithm, "float32", "sum", n, "contiguous", None, n))
             cases.append((algorithm, "int64", "max", n, "contiguous", None, n))
         cases.append((algorithm, "float32", "sum", (1 << 18) + 3, "contiguous", None, 7))
+        if p == 2 and algorithm not in ("parameter_server", "torch"):
+            # over 4 MiB: more 1 MiB pieces than receive slots, so the slots are reused
+            cases.append((algorithm, "float32", "max", (4 << 18) + 1, "contiguous", None, 8))
         cases.append((algorithm, "float64", "avg", 13, "strided", None, 3))
         cases.append((algorithm, "int64", "sum", 11, "transposed", None, 4))
     for segment_bytes in (1, 4, 12, 1000):     # the pipelined ring with many segments

@@ -47,7 +47,7 @@ def test_one_rank_costs_nothing_and_bad_names_fail():
 
 
 def test_duplex_beta_slows_the_exchanging_algorithms_only():
-    slow = Params(C.alpha, C.beta, C.gamma, beta_duplex=2 * C.beta)
+    slow = Params(C.alpha, C.beta, C.gamma, beta_duplex=2 * C.beta, alpha_duplex=2 * C.alpha)
     for algorithm in ("ring", "parameter_server", "recursive_doubling", "halving_doubling"):
         assert predict(algorithm, N, 4, slow) > predict(algorithm, N, 4, C)
     for algorithm in ("naive", "tree"):
@@ -84,6 +84,7 @@ def test_fits_recover_known_parameters():
                        dict(zip(sizes, C.alpha + sizes * 3 * C.beta)))
     assert fitted.alpha == pytest.approx(C.alpha) and "GB/s" in str(fitted)
     assert fitted.beta_duplex == pytest.approx(3 * C.beta)
+    assert fitted.alpha_duplex == pytest.approx(C.alpha)
     assert model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
                      dict(zip(sizes, sizes * C.gamma))).beta2 == pytest.approx(C.beta)
     with pytest.raises(ValueError, match="at least two message sizes"):
