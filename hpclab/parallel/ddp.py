@@ -123,9 +123,9 @@ class DistributedDataParallel(nn.Module):
     def register_comm_hook(self, state: Any, hook: CommHook) -> None:
         """Replace gradient averaging by `hook(state, flat_grad, group) -> flat_grad`.
 
-        The hook receives one bucket's flat gradient (summed over nothing yet: the local
-        gradient) and must return the *averaged* gradient of the same shape, for example
-        after compressing, all-reducing and decompressing it. It runs on the
+        The hook receives one bucket's flat *local* gradient and must return the gradient
+        averaged over the group, same shape and dtype (for example after compressing,
+        all-reducing and decompressing it). It runs on the
         communication thread, once per bucket, in bucket order.
         """
         if not callable(hook):
