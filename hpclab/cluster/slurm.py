@@ -234,13 +234,13 @@ class SlurmLauncher:
         for key in ("partition", "account", "qos"):
             if getattr(self, key):
                 opts.append(f"--{key}={getattr(self, key)}")
-        return opts + list(self.extra)
+        opts += [f"--output={self.log_path}", "--export=ALL"]
+        return opts + list(self.extra)     # last, so that they override ours
 
     def batch_template(self, n: int) -> str:
         """ipyparallel's batch template: our #SBATCH lines, then srun of the engines."""
         lines = ["#!/bin/sh"]
         lines += [f"#SBATCH {o}" for o in self.sbatch_options(n)]
-        lines += [f"#SBATCH --output={self.log_path}", "#SBATCH --export=ALL"]
         # ipyparallel formats the template with str.format: keep our own braces literal.
         body = "\n".join(lines).replace("{", "{{").replace("}", "}}")
         return body + "\nsrun {program_and_args}\n"
@@ -265,14 +265,14 @@ class SlurmLauncher:
         if "DOWN" in ping.stdout or ping.returncode != 0:
             raise ClusterError(explain_slurm_error(
                 "Unable to contact slurm controller: " + first_line(ping)))
-        test = slurm_command(["sbatch", "--test-only", *self.sbatch_options(n),
-                              "--output=/dev/null", "--wrap", "true"], timeout=60)
+        test = slurm_command(["sbatch", "--test-only", *self.sbatch_options(n), "--wrap", "true"],
+                             timeout=60)
         if test.returncode != 0:
             raise ClusterError(f"engines={n} over nodes={self.nodes} cannot run: "
                                + explain_slurm_error(test.stderr or test.stdout))
 
     def diagnose(self, waited_s: float) -> str:
-        head = f"the Slurm job {self.job_name} had no engines registered after {waited_s:.0f} s: "
+        head = f"The Slurm job {self.job_name} had no engines registered after {waited_s:.0f} s: "
         jobs = self.jobs()
         if not jobs:
             return (head + "it is no longer in the queue (it failed or was cancelled). "

@@ -204,3 +204,15 @@ def test_deploy_profile_encrypts_traffic_and_keeps_keys_private(slurm, tmp_path,
     for info, mode in facts:
         assert mode == 0o600
         assert info.get("curve_serverkey")                   # encrypted transport is on
+
+
+def test_engines_that_die_time_out_with_their_log(slurm):
+    # PYTHONHOME pointing nowhere makes every engine's Python die at start-up; the job ends.
+    broken = SlurmLauncher(partition="debug", time="5",
+                           extra=["--export=ALL,PYTHONHOME=/nonexistent"])
+    with pytest.raises(ClusterTimeout) as err:
+        hpclab.connect(2, engines=broken, timeout=20)
+    text = str(err.value)
+    assert "no longer in the queue" in text and str(broken.log_path) in text
+    assert "last lines" in text                         # the engine log's tail is quoted
+    assert wait_gone(broken.job_name) == []
