@@ -121,3 +121,17 @@ def test_maximize_climbs():
         θ.grad = torch.tensor(1.0)     # ∂J/∂θ > 0: maximising J must increase θ
         opt.step()
     assert θ.item() > 1.5
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adamax"])
+def test_tensor_learning_rate(name, optim_helpers):
+    """torch.optim accepts a 1-element tensor as lr (loop path); so do we.
+
+    We read its value as a Python float; torch computes with the tensor, i.e. in the
+    tensor's dtype, so the two agree to float64 precision for a float64 lr.
+    """
+    ours_cls, torch_cls, _ = CASES[name]
+    kwargs = {"lr": torch.tensor([0.01], dtype=torch.float64)}
+    compare(ours_cls, torch_cls, kwargs, torch.float64, False, False, optim_helpers, steps=50)
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        ours_cls([torch.nn.Parameter(torch.zeros(2))], lr=torch.tensor([0.1, 0.2]))
