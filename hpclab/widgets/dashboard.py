@@ -14,10 +14,13 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
     ...                                    # the kernel is free: run other cells
     job.wait(); dash.finish(); dash.snapshot()
 
-Calling the dashboard with a record only appends it (microseconds); a background
-`Renderer` folds records in and redraws at most every `max_latency` seconds, slower if a
-draw is expensive, so drawing stays under `budget` of the wall time. `dash.snapshot()`
-returns a static PNG of the current state (for exported HTML, nbval and CI logs).
+Calling the dashboard with a record only appends it (microseconds). The numbers
+(progress, points, status line with ETA) refresh every `max_latency` seconds on a
+background thread; the plot is redrawn by a `Renderer` (renderer.py) as often as
+`max_latency` asks and `budget` allows: a fit callback draws on the training thread when
+a draw is due, a Job's records are drawn on the renderer thread. `dash.latencies` holds
+arrival-to-plot times; `dash.snapshot()` returns a static PNG of the current state (for
+exported HTML, nbval and CI logs).
 """
 
 from __future__ import annotations
@@ -58,30 +61,39 @@ class Dashboard(StaticFallback, W.VBox):
         self.stop_requested = False
         self.finished = False
         self.full_redraws = 0
-        self.latencies: list[float] = []
-        self._oldest_pending = 0.0
+        self.latencies: list[float] = []      # seconds from arrival to the plot showing it
         self._job = None
         self._pending: list = []
-        self._lock = threading.Lock()
-        self.renderer = Renderer(self._update, max_latency=max_latency, budget=budget)
+        self._undrawn_since: float | None = None   # arrival of the oldest record not plotted
+        self._plotted = 0
+        self._lock = threading.Lock()              # guards _pending (any thread appends)
+        self._state_lock = threading.RLock()       # guards state (two drawing threads)
+        # the plot: as often as max_latency asks and budget allows (see renderer.py);
+        # the numbers (progress, points, status): every max_latency, they cost ~1 ms
+        self.renderer = Renderer(self._draw_plot, max_latency=max_latency, budget=budget)
+        self.numbers = Renderer(self._update_numbers, max_latency=max_latency, budget=1.0)
         super().__init__([
             W.HBox([self.status]),
             W.HBox([self.progress, self.points, self.stop_button]),
             self.canvas,
         ])
         self.renderer.start()
+        self.numbers.start()
 
     # -- feeding ----------------------------------------------------------------------
     def __call__(self, record: StepRecord | list) -> None:
         """Callback for fit() and Job.subscribe(): queue the record(s) for drawing."""
         with self._lock:
-            if not self._pending:
-                self._oldest_pending = time.perf_counter()
+            if self._undrawn_since is None:
+                self._undrawn_since = time.perf_counter()
             if isinstance(record, (list, tuple)):
                 self._pending.extend(record)
             else:
                 self._pending.append(record)
+        self.numbers.poke()
         self.renderer.poke()
+        if self._job is None:      # called on the training thread: draw here when due
+            self.renderer.tick()
         if self.stop_requested and self._job is None:
             from hpclab.train import StopTraining  # fit() ends cleanly after this step
             raise StopTraining("stopped from the dashboard")
@@ -107,50 +119,57 @@ class Dashboard(StaticFallback, W.VBox):
         if self._job is not None:
             self._job.stop()
 
-    # -- drawing (renderer thread) ----------------------------------------------------
-    def _update(self) -> None:
-        with DRAW_LOCK:
-            with self._lock:
-                new, self._pending = self._pending, []
-                oldest = self._oldest_pending
-            if not new and self.state.n_records:
+    # -- drawing (renderer threads, or the training thread via tick) -------------------
+    def _fold(self) -> None:
+        with self._lock:
+            new, self._pending = self._pending, []
+        self.state.add(new)
+
+    def _draw_plot(self) -> None:
+        with self._state_lock:
+            self._fold()
+            if self._plotted and self._plotted == self.state.n_records:
                 return
-            self.state.add(new)
+            with self._lock:
+                since, self._undrawn_since = self._undrawn_since, None
+            self._plotted = self.state.n_records
             self.plot.update(self.state)
+        with DRAW_LOCK:
             self.full_redraws += self.plot.render(self.canvas)
-            if new:   # seconds from a record's arrival to its picture leaving the kernel
-                self.latencies.append(time.perf_counter() - oldest)
-            self._update_controls()
-        if (self.state.total_steps and self.state.steps_done >= self.state.total_steps
-                and not self.finished):
+        if since is not None:
+            self.latencies.append(time.perf_counter() - since)
+
+    def _update_numbers(self) -> None:
+        with self._state_lock:
+            self._fold()
+            st = self.state
+            loss, thr = st.latest()
+            parts = [f"<b>{self.title}</b>: step {st.steps_done}/{st.total_steps or '?'}",
+                     f"{len(st.ranks)} rank(s)"]
+            if loss is not None:
+                parts += [f"loss {loss:.4g}", f"{thr:,.0f} samples/s"]
+            parts.append(f"ETA {_fmt_seconds(st.eta())}")
+            stats = self.renderer.stats
+            parts.append(f"plot: {1e3 * stats.mean_draw:.0f} ms per draw, "
+                         f"{100 * stats.duty_cycle:.1f}% of wall time")
+            self.progress.value = st.progress
+            self.points.value = st.n_points
+            self.status.value = " · ".join(parts)
+            done = bool(st.total_steps) and st.steps_done >= st.total_steps
+        if done and not self.finished:
             self.finished = True
             self.stop_button.disabled = True
             self.stop_button.description = "done"
 
-    def _update_controls(self) -> None:
-        st = self.state
-        self.progress.value = st.progress
-        self.points.value = st.n_points
-        total = st.total_steps or "?"
-        loss = st.loss_aggregate()[1]
-        thr = st.throughput_aggregate()[1]
-        parts = [f"<b>{self.title}</b>: step {st.steps_done}/{total}",
-                 f"{len(st.ranks)} rank(s)"]
-        if loss:
-            parts.append(f"loss {loss[-1]:.4g}")
-        if thr:
-            parts.append(f"{thr[-1]:,.0f} samples/s")
-        parts.append(f"ETA {_fmt_seconds(st.eta())}")
-        parts.append(f"drawing {100 * self.renderer.stats.duty_cycle:.1f}% of wall time")
-        self.status.value = " · ".join(parts)
-
     def flush(self) -> None:
         """Draw everything received so far, now (from the calling thread)."""
         self.renderer.draw_now()
+        self.numbers.draw_now()
 
     def finish(self) -> None:
-        """Training is over: last draw, stop the renderer thread, retire the Stop button."""
+        """Training is over: last draw, stop the threads, retire the Stop button."""
         self.renderer.stop()
+        self.numbers.stop()
         self.flush()
         self.finished = True
         self.stop_button.disabled = True
@@ -161,11 +180,9 @@ class Dashboard(StaticFallback, W.VBox):
         """A fresh static matplotlib Figure of the current state (for savefig)."""
         from matplotlib.figure import Figure
 
-        with DRAW_LOCK:
-            with self._lock:
-                new, self._pending = self._pending, []
-            self.state.add(new)
-            fig = Figure(figsize=(11, 3.0), dpi=80)
+        fig = Figure(figsize=(11, 3.0), dpi=80)
+        with self._state_lock, DRAW_LOCK:
+            self._fold()
             DashboardPlot(fig, live=False).update(self.state)
         return fig
 

@@ -142,6 +142,14 @@ class DashboardState:
             return None
         return max(self.total_steps - self.steps_done, 0) * per
 
+    def latest(self) -> tuple[float | None, float | None]:
+        """(mean of each rank's last loss, sum of each rank's last samples/s): O(ranks),
+        for a status line refreshed twice a second however long the run."""
+        last = [s for s in self.ranks.values() if s.steps]
+        if not last:
+            return None, None
+        return (sum(s.loss[-1] for s in last) / len(last), sum(s.throughput[-1] for s in last))
+
     @property
     def n_points(self) -> int:
         """Points on the loss plot: what the browser test watches grow."""

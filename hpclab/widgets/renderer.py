@@ -1,18 +1,28 @@
-"""A background thread that redraws a widget at most every few hundred milliseconds.
+"""Redraw a widget from a background thread, as often as latency asks and cost allows.
 
-Training calls a widget with each record (microseconds: an append under a lock); this
-thread wakes up, folds the new records into the widget's state and redraws. Redrawing
-from a thread rather than from the training loop keeps the notebook's kernel free
-(ipympl pushes the picture itself) and lets the drawing rate adapt to its own cost:
+Training calls a widget with each record (microseconds: an append under a lock); the
+widget pokes its Renderer, which draws a little later on its own thread. Two knobs:
 
-    interval = clamp(t_draw / budget, min_interval, max_latency)
+    max_latency   new data should be on screen within this many seconds (0.5)
+    budget        drawing may take at most this share of the wall time (0.03)
 
-With budget = 0.03 a 15 ms draw happens at most every 0.5 s, i.e. drawing takes <= 3 %
-of the time; a slower draw is still shown within `max_latency` (the dashboard then
-reports its measured duty cycle so the cost is visible, not hidden).
+so, with t_draw a running mean of the draw time, the pause between draws is
 
-    r = Renderer(update_fn, max_latency=0.5, budget=0.03)
-    r.start(); r.poke(); ...; r.stop()
+    interval = max(max_latency, t_draw / budget) − t_draw
+
+A 15 ms draw is shown within 0.5 s at a 3 % cost; a slower draw (a busy machine) is
+shown less often rather than slowing training down. The widget reports both figures.
+
+A caller on the training thread itself (a `fit` callback) should call `tick()`: it draws
+right there when a draw is due. Drawing on the training thread costs exactly the draw,
+whereas a second Python thread competing for the GIL with a PyTorch loop slows every
+small operator down (the loop waits up to the 5 ms switch interval each time it wants the
+GIL back), which measured several times the draw's own cost.
+
+    r = Renderer(update_fn).start()
+    r.poke()      # from any thread: something new, draw when due
+    r.tick()      # from the training thread: draw now if due
+    r.stop()      # one last draw, then the thread ends
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ class RenderStats:
     draws: int = 0
     draw_time: float = 0.0        # total seconds spent in update_fn
     last_draw: float = 0.0        # seconds the last update_fn took
+    mean_draw: float = 0.0        # running mean (weight 0.3 on the newest)
+    last_end: float = 0.0         # time.perf_counter() when the last draw ended
     started: float = 0.0          # time.perf_counter() when the thread started
 
     @property
@@ -44,7 +56,7 @@ class Renderer:
             raise ValueError(f"max_latency must be > 0 seconds, got {max_latency}")
         if not 0 < budget <= 1:
             raise ValueError(f"budget must be in (0, 1], got {budget}")
-        if min_interval < 0 or min_interval > max_latency:
+        if not 0 <= min_interval <= max_latency:
             raise ValueError(f"min_interval must be in [0, max_latency={max_latency}], "
                              f"got {min_interval}")
         self.update = update
@@ -59,8 +71,20 @@ class Renderer:
 
     @property
     def interval(self) -> float:
-        wanted = self.stats.last_draw / self.budget
-        return min(max(wanted, self.min_interval), self.max_latency)
+        """Seconds from the end of one draw to the start of the next."""
+        t = self.stats.mean_draw
+        return max(max(self.max_latency, t / self.budget) - t, self.min_interval)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.stats.last_end >= self.interval
+
+    def tick(self) -> bool:
+        """Draw now, on the calling thread, if there is news and a draw is due."""
+        if self._dirty.is_set() and self.due():
+            self._dirty.clear()
+            self.draw_now()
+            return True
+        return False
 
     def poke(self) -> None:
         """Say that there is something new to draw (cheap; call from any thread)."""
@@ -92,15 +116,22 @@ class Renderer:
         try:
             self.update()
         finally:
-            dt = time.perf_counter() - t0
-            self.stats.draws += 1
-            self.stats.draw_time += dt
-            self.stats.last_draw = dt
+            end = time.perf_counter()
+            dt = end - t0
+            st = self.stats
+            st.mean_draw = dt if st.draws == 0 else 0.7 * st.mean_draw + 0.3 * dt
+            st.draws += 1
+            st.draw_time += dt
+            st.last_draw, st.last_end = dt, end
 
     def _loop(self) -> None:
         while True:
             self._dirty.wait()
-            stopping = self._stopping.is_set()
+            # wait until a draw is due (an inline tick() may draw first), or stop() is called
+            pause = self.interval - (time.perf_counter() - self.stats.last_end)
+            stopping = self._stopping.wait(pause) if pause > 0 else self._stopping.is_set()
+            if not self._dirty.is_set() and not stopping:
+                continue                      # tick() drew it meanwhile
             self._dirty.clear()
             try:
                 self.draw_now()
@@ -109,5 +140,3 @@ class Renderer:
                 return
             if stopping:
                 return
-            # sleep out the interval, but wake at once for stop()
-            self._stopping.wait(self.interval)

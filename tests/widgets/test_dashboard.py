@@ -108,7 +108,14 @@ def test_renderer_coalesces_and_keeps_errors():
         r.poke()
     r.stop()
     assert 1 <= len(calls) < 50, "pokes between draws must collapse into one draw"
-    assert r.interval == pytest.approx(min(max(r.stats.last_draw / 0.5, 0.05), 0.2))
+    t = r.stats.mean_draw
+    assert r.interval == pytest.approx(max(max(0.2, t / 0.5) - t, 0.05))
+    # tick() on the calling thread draws only when there is news and a draw is due
+    n = len(calls)
+    assert not r.tick()
+    r.poke()
+    r.stats.last_end = 0.0
+    assert r.tick() and len(calls) == n + 1
 
     def broken():
         raise ZeroDivisionError("bad plot")
