@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.unit_a, pytest.mark.cluster]
+pytestmark = [pytest.mark.unit_a, pytest.mark.cluster, pytest.mark.slow]   # ~30 s on 2 busy cores
 
 
 def test_doctor_runs_a_two_engine_all_reduce():
