@@ -18,9 +18,19 @@ from dataclasses import dataclass
 import torch
 
 from hpclab.cluster.spawn import run_local
-from hpclab.parallel.compression import (CompressionState, PowerSGDState, TopKState,
-                                         allreduce_bytes, fp16_hook, int8_hook, powersgd_hook,
-                                         topk_hook)
+from hpclab.parallel.compression import (
+    CompressionState,
+    PowerSGDState,
+    TopKState,
+    allreduce_bytes,
+    fp16_hook,
+    int8_hook,
+    powersgd_hook,
+    topk_hook,
+)
+from hpclab.parallel.ddp import DistributedDataParallel
+from hpclab.problems.digits import load_digits_split
+from hpclab.problems.models import make_mlp
 
 VARIANTS = {
     # name: (hook, state factory given the DDP; None = plain averaging)
@@ -44,10 +54,6 @@ class Result:
 def train_with_hook(ctx, variant: str, steps: int = 150, batch: int = 32, lr: float = 0.05,
                     seed: int = 0) -> Result:
     """Data-parallel SGD (momentum 0.9) on the digits MLP with one compression variant."""
-    from hpclab.parallel.ddp import DistributedDataParallel
-    from hpclab.problems.digits import load_digits_split
-    from hpclab.problems.models import make_mlp
-
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
     split = load_digits_split(seed=seed)

@@ -27,6 +27,9 @@ import traceback
 from datetime import timedelta
 from typing import Any, Callable
 
+import torch._dynamo  # noqa: F401  torch.optim imports it on first use, which costs
+
+# seconds; imported here once, every forked rank inherits it
 import torch.distributed as dist
 
 from hpclab.cluster.context import DistContext
