@@ -48,15 +48,16 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str,
         return
     right, left = (r + 1) % p, (r - 1) % p
     chunks = split(x, p)
-    first = (r - 1) % p
-    sends = [comm.isend(seg, right, step=0, phase="reduce-scatter", chunk=first, segment=k)
-             for k, seg in enumerate(segments(chunks[first], segment_bytes))]
     # What arrives from the left, in order: the segments of chunk (r−s−2) mod p at step s.
+    # Receives are posted first, so the left neighbour's data has somewhere to land.
     arriving = [(step, c, k, seg)
                 for step, c in [(s, (r - s - 2) % p) for s in range(p - 1)]
                 for k, seg in enumerate(segments(chunks[c], segment_bytes))]
     inbox = Inbox(comm, left, [seg.numel() for *_, seg in arriving], x,
                   steps=[step for step, *_ in arriving], phase="reduce-scatter")
+    first = (r - 1) % p
+    sends = [comm.isend(seg, right, step=0, phase="reduce-scatter", chunk=first, segment=k)
+             for k, seg in enumerate(segments(chunks[first], segment_bytes))]
     for step, c, k, mine in arriving:
         combine_(mine, inbox.next(), op)
         if step < p - 2:   # pipelining: pass the added segment on at once
@@ -74,8 +75,6 @@ def all_gather(comm: Comm, x: torch.Tensor, segment_bytes: int = SEGMENT_BYTES,
         return
     right, left = (r + 1) % p, (r - 1) % p
     chunks = split(x, p)
-    sends = [comm.isend(seg, right, step=first_step, phase="all-gather", chunk=r, segment=k)
-             for k, seg in enumerate(segments(chunks[r], segment_bytes))]
     # What arrives from the left: chunk (r−s−1) mod p at step s, each straight into its
     # place, so every receive can be posted up front.
     arriving = [(step, c, k, seg)
@@ -83,6 +82,8 @@ def all_gather(comm: Comm, x: torch.Tensor, segment_bytes: int = SEGMENT_BYTES,
                 for k, seg in enumerate(segments(chunks[c], segment_bytes))]
     recvs = [comm.irecv(seg, left, step=first_step + step, phase="all-gather")
              for step, _, _, seg in arriving]
+    sends = [comm.isend(seg, right, step=first_step, phase="all-gather", chunk=r, segment=k)
+             for k, seg in enumerate(segments(chunks[r], segment_bytes))]
     for recv, (step, c, k, seg) in zip(recvs, arriving):
         comm.wait(recv)
         if step < p - 2:   # pipelining: pass the segment on as soon as it is here
