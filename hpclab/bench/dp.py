@@ -2,7 +2,7 @@
 
     hpclab bench dp                      # MLP + tiny transformer, 1 -> 2 -> 4 engines
     hpclab bench dp --quick              # CI smoke test: 1 -> 2 engines, few steps
-    hpclab bench dp --engines 1 2 --steps 30 --repeats 5 --out out/bench
+    hpclab bench dp --engines 1 2 --steps 30 --repeats 5 --out out/bench   # + dp.md, dp.png
 
 For each model and each engine count n, every rank trains the same model with a fixed
 per-rank batch (weak scaling) under three wrappers, interleaved repeat by repeat so a
@@ -205,4 +205,28 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "dp.md").write_text(text + "\n")
+        plot(rows, Path(args.out) / "dp.png")
     return 0
+
+
+def plot(rows: list[dict], path) -> None:
+    """Step time and weak-scaling efficiency against engines, one panel pair per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    for j, model in enumerate(models):
+        for impl in IMPLS:
+            pts = [r for r in rows if r["model"] == model and r["impl"] == impl]
+            n = [r["engines"] for r in pts]
+            axes[0][j].plot(n, [r["step_ms"] for r in pts], "o-", label=impl)
+            axes[1][j].plot(n, [r["efficiency"] for r in pts], "o-", label=impl)
+        axes[0][j].set_title(f"{model}: step time (weak scaling)")
+        axes[0][j].set_ylabel("ms per step")
+        axes[1][j].set_ylabel("efficiency t(1)/t(n)")
+        axes[1][j].set_xlabel("engines")
+        axes[0][j].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
