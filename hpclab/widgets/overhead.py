@@ -10,6 +10,8 @@ machine slows both alike), reporting the ratio of median wall time per step:
 
 and the dashboard's own figures: draws, full redraws, share of wall time spent drawing,
 and the latency from a record's arrival to its picture being pushed (median / max).
+"noise" is the spread of the runs without the dashboard ((max − min) / median): on a
+shared machine a slowdown below it cannot be told from the machine's own variation.
 
     python -m hpclab.widgets.overhead [--steps 400] [--repeats 3] [--engines 2]
 """
@@ -80,6 +82,8 @@ def compare(run, steps: int, repeats: int, label: str) -> dict:
            "latency_median_s": statistics.median(lat) if lat else float("nan"),
            "latency_max_s": max(lat) if lat else float("nan")}
     out["slowdown"] = out["dashboard_ms"] / out["bare_ms"] - 1
+    # how much two runs without the dashboard differ: a slowdown below this is noise
+    out["noise"] = (max(bare) - min(bare)) / statistics.median(bare)
     return out
 
 
@@ -95,10 +99,11 @@ def main(argv=None) -> int:
             rows.append(compare(lambda s, d: _job(cluster, s, d), args.steps, args.repeats,
                                 f"{args.engines} engines (Job.subscribe)"))
     print(f"{'set-up':<32} {'bare ms/step':>12} {'with dash':>10} {'slowdown':>9} "
-          f"{'draws':>6} {'full':>5} {'drawing':>8} {'latency med/max s':>18}")
+          f"{'noise':>6} {'draws':>6} {'full':>5} {'drawing':>8} {'latency med/max s':>18}")
     for r in rows:
         print(f"{r['setup']:<32} {r['bare_ms']:>12.2f} {r['dashboard_ms']:>10.2f} "
-              f"{100 * r['slowdown']:>8.1f}% {r['draws']:>6} {r['full_redraws']:>5} "
+              f"{100 * r['slowdown']:>8.1f}% {100 * r['noise']:>5.0f}% "
+              f"{r['draws']:>6} {r['full_redraws']:>5} "
               f"{100 * r['drawing_share']:>7.1f}% "
               f"{r['latency_median_s']:>8.3f} / {r['latency_max_s']:.3f}")
     return 0

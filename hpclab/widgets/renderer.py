@@ -8,10 +8,12 @@ widget pokes its Renderer, which draws a little later on its own thread. Two kno
 
 so, with t_draw a running mean of the draw time, the pause between draws is
 
-    interval = max(max_latency, t_draw / budget) − t_draw
+    interval = min(max(max_latency, t_draw / budget) − t_draw,  max_interval)
 
-A 15 ms draw is shown within 0.5 s at a 3 % cost; a slower draw (a busy machine) is
-shown less often rather than slowing training down. The widget reports both figures.
+A 15 ms draw is shown within 0.5 s at a 3 % cost; a slower draw is shown less often
+rather than slowing training down, but never less than every `max_interval` (2 s) so the
+picture stays live on a busy machine (where drawing then takes t_draw / 2 s of the
+time). The widget reports both figures.
 
 A caller on the training thread itself (a `fit` callback) should call `tick()`: it draws
 right there when a draw is due. Drawing on the training thread costs exactly the draw,
@@ -51,7 +53,7 @@ class RenderStats:
 
 class Renderer:
     def __init__(self, update: Callable[[], None], max_latency: float = 0.5,
-                 budget: float = 0.03, min_interval: float = 0.05):
+                 budget: float = 0.03, min_interval: float = 0.05, max_interval: float = 2.0):
         if max_latency <= 0:
             raise ValueError(f"max_latency must be > 0 seconds, got {max_latency}")
         if not 0 < budget <= 1:
@@ -63,6 +65,7 @@ class Renderer:
         self.max_latency = max_latency
         self.budget = budget
         self.min_interval = min_interval
+        self.max_interval = max(max_interval, max_latency)
         self.stats = RenderStats()
         self.error: BaseException | None = None
         self._dirty = threading.Event()
@@ -73,7 +76,8 @@ class Renderer:
     def interval(self) -> float:
         """Seconds from the end of one draw to the start of the next."""
         t = self.stats.mean_draw
-        return max(max(self.max_latency, t / self.budget) - t, self.min_interval)
+        wanted = max(self.max_latency, t / self.budget) - t
+        return min(max(wanted, self.min_interval), self.max_interval)
 
     def due(self) -> bool:
         return time.perf_counter() - self.stats.last_end >= self.interval

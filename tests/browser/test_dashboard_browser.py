@@ -86,17 +86,21 @@ def _run_and_watch(lab, page, artifacts, dash_cell):
     # 2. the plot grows while the job trains
     seen = []            # (seconds, points, canvas hash) whenever either changed
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 60 and len(seen) < 8:
+    # the numbers refresh every 0.5 s; the plot as often as its drawing budget allows,
+    # which on a busy machine is every few seconds: watch until both changed 4 times
+    while time.monotonic() - t0 < 120:
         points, h = _points(page), _canvas_hash(page)
         if not seen or (points, h) != seen[-1][1:]:
             seen.append((round(time.monotonic() - t0, 2), points, h))
+        if len({p for _, p, _ in seen}) >= 5 and len({h for _, _, h in seen}) >= 5:
+            break
         time.sleep(0.2)
     print("observed (s, points, canvas hash):", seen)
     counts = [p for _, p, _ in seen]
-    assert len(seen) >= 4, f"the dashboard changed only {len(seen)} times in 60 s: {seen}"
-    assert counts == sorted(counts) and len(set(counts)) >= 4, \
+    assert len(seen) >= 4, f"the dashboard changed only {len(seen)} times in 120 s: {seen}"
+    assert counts == sorted(counts) and len(set(counts)) >= 5, \
         f"points on the plot did not keep increasing while training ran: {counts}"
-    assert len({h for _, _, h in seen}) >= 4, f"the canvas was redrawn too rarely: {seen}"
+    assert len({h for _, _, h in seen}) >= 5, f"the canvas was redrawn too rarely: {seen}"
 
     # 3. the kernel is free: the next cell prints while the job still trains
     _run_cell(page, dash_cell + 2)
