@@ -27,6 +27,7 @@ import traceback
 from datetime import timedelta
 from typing import Any, Callable
 
+import torch
 import torch._dynamo  # noqa: F401  torch.optim imports it on first use, which costs
 
 # seconds; imported here once, every forked rank inherits it
@@ -46,6 +47,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
+    # One compute thread per rank: the ranks share this machine's cores, and an OpenMP
+    # thread pool inherited through fork hangs at its first parallel region (a parent that
+    # already trained with several threads, e.g. a notebook kernel, leaves one behind).
+    torch.set_num_threads(1)
     try:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world_size, timeout=timedelta(seconds=timeout))
