@@ -46,7 +46,8 @@ def _fmt_seconds(s: float | None) -> str:
 
 class Dashboard(StaticFallback, W.VBox):
     def __init__(self, total_steps: int | None = None, title: str = "training",
-                 max_latency: float = 0.5, budget: float = 0.03, window: int = 20):
+                 max_latency: float = 0.5, budget: float = 0.03, max_interval: float = 2.0,
+                 window: int = 20):
         self.state = DashboardState(total_steps=total_steps, window=window)
         self.fig, self.canvas = live_figure(figsize=(11, 3.0), layout=None)
         self.plot = DashboardPlot(self.fig)
@@ -70,7 +71,8 @@ class Dashboard(StaticFallback, W.VBox):
         self._state_lock = threading.RLock()       # guards state (two drawing threads)
         # the plot: as often as max_latency asks and budget allows (see renderer.py);
         # the numbers (progress, points, status): every max_latency, they cost ~1 ms
-        self.renderer = Renderer(self._draw_plot, max_latency=max_latency, budget=budget)
+        self.renderer = Renderer(self._draw_plot, max_latency=max_latency, budget=budget,
+                                 max_interval=max_interval)
         self.numbers = Renderer(self._update_numbers, max_latency=max_latency, budget=1.0)
         super().__init__([
             W.HBox([self.status]),

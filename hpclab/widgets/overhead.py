@@ -70,7 +70,7 @@ def compare(run, steps: int, repeats: int, label: str) -> dict:
         bare.append(run(steps, None))
         dash = Dashboard(total_steps=steps)
         live.append(run(steps, dash))
-        time.sleep(0.6)                                # let the last draw finish
+        dash.renderer.stop()                           # the share counts the run only
         dash.finish()
         dashes.append(dash)
     lat = sorted(x for d in dashes for x in d.latencies)

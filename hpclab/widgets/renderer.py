@@ -43,11 +43,13 @@ class RenderStats:
     mean_draw: float = 0.0        # running mean (weight 0.3 on the newest)
     last_end: float = 0.0         # time.perf_counter() when the last draw ended
     started: float = 0.0          # time.perf_counter() when the thread started
+    stopped: float = 0.0          # ... and when stop() was called (0: still running)
 
     @property
     def duty_cycle(self) -> float:
-        """Fraction of wall time spent drawing since start."""
-        elapsed = time.perf_counter() - self.started if self.started else 0.0
+        """Fraction of wall time spent drawing between start and stop (or now)."""
+        end = self.stopped or time.perf_counter()
+        elapsed = end - self.started if self.started else 0.0
         return self.draw_time / elapsed if elapsed > 0 else 0.0
 
 
@@ -97,7 +99,7 @@ class Renderer:
     def start(self) -> Renderer:
         if self._thread is None or not self._thread.is_alive():
             self._stopping.clear()
-            self.stats.started = time.perf_counter()
+            self.stats.started, self.stats.stopped = time.perf_counter(), 0.0
             self._thread = threading.Thread(target=self._loop, name="hpclab-renderer",
                                             daemon=True)
             self._thread.start()
@@ -105,6 +107,7 @@ class Renderer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread after one last draw of whatever arrived."""
+        self.stats.stopped = time.perf_counter()
         self._stopping.set()
         self._dirty.set()
         if self._thread is not None:
