@@ -19,6 +19,7 @@ import os
 import time
 
 from hpclab.cluster.errors import ClusterError, ClusterTimeout
+from hpclab.cluster.security import ensure_private
 
 # An engine takes seconds to exit on SIGTERM (its nanny lingers longer still), and
 # ipyparallel waits 5 s per engine before SIGKILL. Our engines hold nothing worth saving
@@ -175,6 +176,7 @@ def attach_client(profile, cluster_id, connection_file, n, timeout: float):
             connection_file = os.path.expanduser(str(connection_file))
             if not os.path.isfile(connection_file):   # ipyparallel would wait for it to appear
                 raise FileNotFoundError(f"no connection file {connection_file}")
+            ensure_private(connection_file)   # its key runs code on every engine
             client = ipp.Client(str(connection_file), timeout=timeout)
         else:
             client = ipp.Client(profile=profile or "default", cluster_id=cluster_id or "",

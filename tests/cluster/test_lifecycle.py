@@ -131,6 +131,8 @@ def test_attach_by_connection_file(ipcluster_1):
     conn = Path(ipcluster_1.profile_dir, "security",
                 f"ipcontroller-{ipcluster_1.cluster_id}-client.json")
     assert conn.exists()
+    conn.chmod(0o644)   # a key readable by others: connect makes it private first
     with hpclab.connect(connection_file=str(conn), timeout=TIMEOUT_S) as cluster:
         assert cluster.run(lambda ctx: ctx.world_size) == [1]
         assert "attached" in repr(cluster)
+    assert conn.stat().st_mode & 0o777 == 0o600
