@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped
 
 
 def adam_step(θ, g, m, v, t, *, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False,
@@ -92,15 +92,8 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _state(self, p, amsgrad):
-        state = self.state[p]
-        if not state:
-            state["step"] = new_step()
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if amsgrad:
-                state["max_exp_avg_sq"] = torch.zeros_like(
-                    p, memory_format=torch.preserve_format)
-        return state
+        return self._lazy_state(p, "exp_avg", "exp_avg_sq",
+                                *(["max_exp_avg_sq"] if amsgrad else []))
 
     def _step_group(self, group, params, foreach):
         amsgrad = group["amsgrad"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped
 
 
 def adamax_step(θ, g, m, u, t, *, lr, beta1, beta2, eps, weight_decay=0.0, maximize=False):
@@ -60,12 +60,7 @@ class Adamax(Optimizer):
         super().__init__(params, defaults)
 
     def _state(self, p):
-        state = self.state[p]
-        if not state:
-            state["step"] = new_step()
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
+        return self._lazy_state(p, "exp_avg", "exp_inf")
 
     def _step_group(self, group, params, foreach):
         states = [self._state(p) for p in params]

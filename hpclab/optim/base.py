@@ -91,6 +91,16 @@ class Optimizer(torch.optim.Optimizer):
                 self._step_group(group, params, self._use_foreach(group, params))
         return loss
 
+    def _lazy_state(self, p: torch.Tensor, *buffers: str) -> dict:
+        """p's state, made on its first step: the step count t and zero buffers by name
+        (the names and their order are torch.optim's, so state_dicts interchange)."""
+        state = self.state[p]
+        if not state:
+            state["step"] = new_step()
+            for name in buffers:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
     @staticmethod
     def _use_foreach(group, params) -> bool:
         if group.get("foreach") is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped, new_step
+from .base import Optimizer, advance, check_betas, check_lr, check_non_negative, grouped
 
 
 def lamb_step(θ, g, m, v, t, *, lr, beta1, beta2, eps, weight_decay=0.0, clamp_value=10.0,
@@ -95,12 +95,7 @@ class LAMB(Optimizer):
         super().__init__(params, defaults)
 
     def _state(self, p):
-        state = self.state[p]
-        if not state:
-            state["step"] = new_step()
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
+        return self._lazy_state(p, "exp_avg", "exp_avg_sq")
 
     def _step_group(self, group, params, foreach):
         states = [self._state(p) for p in params]

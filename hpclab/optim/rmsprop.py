@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Optimizer, advance, check_lr, check_non_negative, grouped, new_step
+from .base import Optimizer, advance, check_lr, check_non_negative, grouped
 
 
 def rmsprop_step(θ, g, v, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -82,16 +82,9 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _state(self, p, group):
-        state = self.state[p]
-        if not state:
-            state["step"] = new_step()
-            state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = torch.zeros_like(
-                    p, memory_format=torch.preserve_format)
-            if group["centered"]:
-                state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
+        return self._lazy_state(p, "square_avg",
+                                *(["momentum_buffer"] if group["momentum"] > 0 else []),
+                                *(["grad_avg"] if group["centered"] else []))
 
     def _step_group(self, group, params, foreach):
         states = [self._state(p, group) for p in params]
