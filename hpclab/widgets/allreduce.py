@@ -158,6 +158,7 @@ class AllReduceVisualiser(StaticFallback, W.VBox):
         with DRAW_LOCK:
             draw_frame(self.replay, self.algorithm.value, self.frame.value, self.size.value,
                        self.params, *self._axes)
+            self.canvas._force_full = True     # whole frames: no diff to go stale
             self.canvas.draw()
 
     def snapshot(self, frame: int | None = None):
