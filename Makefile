@@ -11,7 +11,8 @@ ENGINES ?= 2
 # `make setup TORCH=torch` to get the CUDA build.
 TORCH   ?= torch==2.13.0
 
-.PHONY: setup system-deps lab demo test test-fast test-slow test-cluster test-notebooks \
+PHONY_TESTS := test test-fast test-quick test-slow
+.PHONY: setup system-deps lab demo $(PHONY_TESTS) test-cluster test-notebooks \
         test-browser test-slurm test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
         bench lint clean
 
@@ -33,12 +34,18 @@ lab: setup
 demo: setup
 	$(VENV)/bin/hpclab demo --engines $(ENGINES) --out out/demo
 
-# Everything CI checks except the `slow` tier (which has its own target below).
+# Everything CI checks: all tiers (GPU tests skip, with the reason, without a GPU).
 test: setup system-deps
-	$(PYTEST) -m "not slow"
+	$(PYTEST)
+
+# The quick loop while developing: no engines, browser, Slurm, notebooks or slow tests.
 
 test-fast: setup
 	$(PYTEST) -m "not cluster and not slow and not browser and not slurm and not notebooks"
+
+# Everything but the slow tier (notebook runs, autograding, Slurm, faults): about 5 min.
+test-quick: setup system-deps
+	$(PYTEST) -m "not slow"
 
 test-slow: setup system-deps
 	$(PYTEST) -m slow
