@@ -1,6 +1,6 @@
 """End to end: the optimizer playground and the all-reduce visualiser animate in Chromium.
 
-Opens notebooks/demos/widgets_tour.ipynb in JupyterLab, runs all cells, then presses the
+Opens notebooks/demos/widgets_tour.ipynb in JupyterLab, runs every cell, then presses the
 visualiser's "step ▶" and the playground's Play: both ipympl canvases (hashed) must
 change, and the static snapshots must appear as images.
 """
@@ -23,13 +23,22 @@ def _hashes(page) -> list[str]:
     return [hashlib.sha1(u.encode()).hexdigest()[:12] for u in urls]
 
 
+def _run_every_cell(page) -> None:
+    """Select each cell by its prompt and Shift+Enter it, as a student would (the runs
+    queue in the kernel; markdown cells just render)."""
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    for i in range(cells.count()):
+        cells.nth(i).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        time.sleep(0.3)
+
+
 def test_playground_and_visualiser_animate(lab, page, artifacts):
     try:
         page.goto(lab.open_url("widgets_tour.ipynb"))
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=120_000)
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        _run_every_cell(page)
         page.wait_for_function("document.querySelectorAll("
                                "'.jupyter-matplotlib-canvas-div').length >= 2",
                                timeout=180_000)
