@@ -4,7 +4,8 @@ Run: `pytest tests/notebooks -m notebooks --durations=0` (the durations are the 
 time budget; aim under 15 minutes on 2 cores). Notebooks are discovered by glob, so a
 lecture that lands is tested without touching this file. Each notebook runs in a fresh
 kernel, in a scratch working directory, with its own MPLCONFIGDIR and IPYTHONDIR, and gets
-at most NOTEBOOK_TIMEOUT_S. The exercises (exercises/source/ and exercises/release/) are
+at most NOTEBOOK_TIMEOUT_S; each executed lecture is exported to static HTML (what
+students without a cluster account read) and must carry its figures. The exercises (exercises/source/ and exercises/release/) are
 executed top to bottom by tests/exercises through nbgrader's autograder instead — the
 sources with no failing cell, the student copies with only their test cells failing — so
 that the suite does not pay for running them twice.
@@ -19,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbconvert import HTMLExporter
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.cluster, pytest.mark.slow]
 
@@ -57,3 +59,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     start = time.monotonic()
     client.execute()  # raises CellExecutionError naming the cell and the traceback
     print(f"{path.relative_to(ROOT)}: {time.monotonic() - start:.1f} s")
+    if "lectures" in path.parts:
+        # students without a cluster account read the exported HTML: its figures must be in
+        html, _ = HTMLExporter().from_notebook_node(nb)
+        (tmp_path / f"{path.stem}.html").write_text(html)
+        assert html.count("data:image/png;base64") >= 1, \
+            f"{path.name}: the exported HTML carries no figure"
