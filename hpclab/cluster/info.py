@@ -22,7 +22,8 @@ COLUMNS = ["rank", "host", "pid", "device", "cpus", "mem_total_gb", "rss_gb", "g
            "torch", "status"]
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """One table cell: ? for unknown, 2 decimals for floats, lists comma-separated."""
     if value is None:
         return "?"
     if isinstance(value, float):
@@ -39,7 +40,7 @@ class ClusterInfo(list):
         return [row.get(name) for row in self]
 
     def _cells(self) -> list[list[str]]:
-        return [[_fmt(row.get(c)) for c in COLUMNS] for row in self]
+        return [[format_value(row.get(c)) for c in COLUMNS] for row in self]
 
     def __repr__(self) -> str:
         cells = self._cells()

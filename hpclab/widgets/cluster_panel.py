@@ -19,20 +19,12 @@ import threading
 
 import ipywidgets as W
 
+from hpclab.cluster.info import format_value
+
 STATUS_COLORS = {"idle": "#2ca02c", "busy": "#ff7f0e", "dead": "#d62728"}
 COLUMNS = [("rank", "rank"), ("host", "host"), ("pid", "pid"), ("device", "device"),
            ("cpus", "CPUs"), ("mem_total_gb", "memory (GB)"), ("rss_gb", "used (GB)"),
            ("gpus", "GPUs"), ("status", "status")]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "?"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) or "-"
-    return str(value)
 
 
 def status_word(status) -> str:
@@ -47,7 +39,7 @@ def info_table(rows) -> str:
     for row in rows:
         cells = []
         for key, _ in COLUMNS:
-            text = html.escape(_cell(row.get(key)))
+            text = html.escape(format_value(row.get(key)))
             if key == "status":
                 color = STATUS_COLORS.get(status_word(row.get(key)), "#7f7f7f")
                 text = (f"<span style='background:{color};color:white;border-radius:4px;"
