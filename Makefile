@@ -10,6 +10,8 @@ ENGINES ?= 2
 # torch's CPU wheel (about 200 MB) rather than the multi-GB CUDA one; on a GPU node use
 # `make setup TORCH=torch` to get the CUDA build.
 TORCH   ?= torch==2.13.0
+# The venv's commands (jupyter, alembic, ipengine ...) first, as if it were activated.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 PHONY_TESTS := test test-fast test-quick test-slow
 .PHONY: setup system-deps lab demo $(PHONY_TESTS) test-cluster test-notebooks \

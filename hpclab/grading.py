@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -58,6 +59,12 @@ def _api(course: Path):
     """An NbGraderAPI on a scratch course directory `course` (quiet, own gradebook)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
+
+    # nbgrader creates its gradebook by running the `alembic` command: find the one of
+    # this environment even when it was not activated (`.venv/bin/hpclab grade ...`).
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
     config = Config()
     config.CourseDirectory.root = str(course)
