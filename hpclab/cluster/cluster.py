@@ -144,7 +144,9 @@ class Cluster:
         p = len(self.ranks)
         self._call_each([(m.engine_id, engine.join_group,
                           (m.rank, p, self.facts[m.rank]["local_rank"], addr, port,
-                           self.backend, self.timeout, remote)) for m in self.ranks],
+                           self.backend, self.timeout, remote,
+                           max(1, (self.facts[m.rank]["cpus"] or 1) // per_host[m.host])))
+                         for m in self.ranks],
                         "join process group")
         self.rendezvous = f"tcp://{addr}:{port}"
 

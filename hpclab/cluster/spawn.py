@@ -28,9 +28,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 import torch
-import torch._dynamo  # noqa: F401  torch.optim imports it on first use, which costs
-
-# seconds; imported here once, every forked rank inherits it
+import torch._dynamo  # torch.optim imports it on first use (seconds): once here, inherited
 import torch.distributed as dist
 
 from hpclab.cluster.context import DistContext

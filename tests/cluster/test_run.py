@@ -38,6 +38,15 @@ def test_every_rank_gets_its_context_in_rank_order(cluster2):
     assert cluster2.world_size == 2 and len(cluster2.hosts) == 2
 
 
+def test_engines_on_one_host_share_its_cpus_between_their_torch_threads(cluster2):
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    threads = cluster2.run(lambda ctx: __import__("torch").get_num_threads())
+    # both engines run on this host: no more threads in all than the CPUs we may use
+    assert threads == [max(1, cpus // 2)] * 2
+
+
 def test_rendezvous_is_rank0s_outward_ip_not_localhost(cluster2):
     masters = {o["master"] for o in cluster2.run(whoami, "x")}
     assert len(masters) == 1
