@@ -40,4 +40,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'hpclab' has no attribute {name!r}")
 
 
-__all__ = sorted([*_LAZY, *_SUBMODULES])
+__all__ = ["Cluster", "bench", "cluster", "comm", "connect", "fit", "metrics", "optim",
+           "parallel", "problems", "train", "widgets"]

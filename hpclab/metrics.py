@@ -44,6 +44,6 @@ class StepRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StepRecord":
+    def from_dict(cls, d: dict) -> StepRecord:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)

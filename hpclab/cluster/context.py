@@ -51,12 +51,12 @@ class DistContext:
         return f"rank {self.rank} on host {self.host}"
 
     @classmethod
-    def from_env(cls, timeout: float = 60.0) -> "DistContext":
+    def from_env(cls, timeout: float = 60.0) -> DistContext:
         """Context of an already-initialised process group (torchrun, mp.spawn, engines)."""
         if not dist.is_initialized():
             raise RuntimeError("torch.distributed is not initialised: call "
                                "dist.init_process_group(...) first, or use hpclab.connect()")
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         backend = dist.get_backend()
         device = (torch.device(f"cuda:{local_rank}") if backend == "nccl"
                   else torch.device("cpu"))

@@ -24,8 +24,9 @@ import multiprocessing as mp
 import pickle
 import socket
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch._dynamo  # torch.optim imports it on first use (seconds): once here, inherited
@@ -60,7 +61,7 @@ def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
             results.put((rank, "ok", pickle.dumps(fn(ctx, *args, **kwargs))))
         finally:
             dist.destroy_process_group()
-    except BaseException as exc:  # report everything, including KeyboardInterrupt
+    except BaseException as exc:  # noqa: BLE001 - report everything, KeyboardInterrupt too
         results.put((rank, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 

@@ -20,7 +20,7 @@ Two things live here:
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist

@@ -14,7 +14,7 @@ with f known, S(∞) = 1/(1 − f) is the ceiling no number of GPUs will break.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

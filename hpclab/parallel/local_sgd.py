@@ -18,7 +18,7 @@ sends less but lets the replicas drift apart; the lecture measures that trade-of
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist

@@ -6,8 +6,16 @@ import torch
 import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
-from hpclab.parallel.compression import (CompressionState, PowerSGDState, TopKState, fp16_hook,
-                                         int8_hook, matrix_shape, powersgd_hook, topk_hook)
+from hpclab.parallel.compression import (
+    CompressionState,
+    PowerSGDState,
+    TopKState,
+    fp16_hook,
+    int8_hook,
+    matrix_shape,
+    powersgd_hook,
+    topk_hook,
+)
 
 pytestmark = [pytest.mark.unit_d]
 

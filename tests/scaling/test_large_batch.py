@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hpclab.parallel.large_batch import (batch_size_sweep, linear_scaling_lr, sqrt_scaling_lr)
+from hpclab.parallel.large_batch import batch_size_sweep, linear_scaling_lr, sqrt_scaling_lr
 
 pytestmark = [pytest.mark.unit_d]
 

@@ -3,7 +3,9 @@
 import pytest
 import torch
 import torch.distributed as dist
-from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager as TorchAverager
+from torch.distributed.algorithms.model_averaging.averagers import (
+    PeriodicModelAverager as TorchAverager,
+)
 
 from hpclab.cluster.spawn import run_local
 from hpclab.parallel.local_sgd import PeriodicModelAverager

@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 from hpclab.cluster.spawn import run_local
-from hpclab.parallel.pipeline import PipelineTimeline, bubble_fraction, pipeline_step, split_sequential
+from hpclab.parallel.pipeline import (
+    PipelineTimeline,
+    bubble_fraction,
+    pipeline_step,
+    split_sequential,
+)
 
 pytestmark = [pytest.mark.unit_d]
 

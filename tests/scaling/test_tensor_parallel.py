@@ -9,7 +9,7 @@ from hpclab.parallel.tensor_parallel import ColumnParallelLinear, RowParallelLin
 
 pytestmark = [pytest.mark.unit_d]
 
-TOL = dict(rtol=1e-10, atol=1e-12)   # float64: only summation order differs
+TOL = {"rtol": 1e-10, "atol": 1e-12}   # float64: only summation order differs
 
 
 def _reference(seed, d_in, d_hidden, d_out, batch):
