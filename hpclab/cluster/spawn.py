@@ -53,6 +53,10 @@ def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
     try:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world_size, timeout=timedelta(seconds=timeout))
+        # nobody starts before everyone has connected: a rank whose fn sends nothing (an
+        # empty shard) would otherwise exit while a slower rank is still connecting its
+        # gloo mesh, and that rank fails with "Connection closed by peer"
+        dist.barrier()
         ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank,
                           backend="gloo", timeout=timeout)
         try:
@@ -101,7 +105,14 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
                                      "that was never sent")
                 continue
             if status == "error":
-                raise SpawnError(f"rank {rank} on {socket.gethostname()} failed: {value}")
+                # a rank that died takes its peers' connections with it: name it as the
+                # cause rather than the peer that noticed first
+                time.sleep(0.5)
+                dead = [r for r, p in enumerate(procs)
+                        if r != rank and not p.is_alive() and p.exitcode not in (0, None)]
+                cause = (f"rank {dead[0]} on {socket.gethostname()} died (exit code "
+                         f"{procs[dead[0]].exitcode}); then " if dead else "")
+                raise SpawnError(f"{cause}rank {rank} on {socket.gethostname()} failed: {value}")
             out[rank] = pickle.loads(value)
     finally:
         for p in procs:
