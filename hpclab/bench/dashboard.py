@@ -4,7 +4,7 @@ The measurement lives with the widget (`hpclab.widgets.overhead`, see its docstr
 single-process fit with the Dashboard as callback, and a 2-engine Trainer job with the
 Dashboard subscribed, each alternated A B A B against the same run without it.
 
-    hpclab bench dashboard [--steps 400] [--repeats 3] [--engines 2]
+    hpclab bench dashboard [--steps 5000] [--repeats 6] [--engines 2]
 """
 
 from hpclab.widgets.overhead import main  # noqa: F401

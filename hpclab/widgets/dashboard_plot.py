@@ -102,10 +102,10 @@ class DashboardPlot:
     def _set_limits(self, name, ax, xs, ys, total, zero_floor=False):
         if not xs:
             return
-        # quadruple the range when it fills up, but never past the end of the run
-        x = _stepped(0.0, max(xs), self.limits.get(name + "x"), zero_floor=True, room=3.0)
-        if total:
-            x = (0.0, min(x[1], total * 1.02))
+        # the whole run when its length is known (the x axis doubles as a progress bar and
+        # never changes); else quadruple the range whenever it fills up
+        x = ((0.0, total * 1.02) if total else
+             _stepped(0.0, max(xs), self.limits.get(name + "x"), zero_floor=True, room=3.0))
         y = _stepped(min(ys), max(ys), self.limits.get(name + "y"), zero_floor=zero_floor,
                      room=0.3)
         if (x, y) != (self.limits.get(name + "x"), self.limits.get(name + "y")):
@@ -136,7 +136,8 @@ class DashboardPlot:
             if handles:
                 self.ax_loss.legend(handles=handles, fontsize=7, loc="upper right")
                 self.ax_thr.legend(fontsize=7, loc="upper right")
-        self._set_limits("loss", self.ax_loss, xs, ys_loss + vl, state.total_steps)
+        self._set_limits("loss", self.ax_loss, xs, ys_loss + vl, state.total_steps,
+                         zero_floor=True)
         self._set_limits("thr", self.ax_thr, xs, ys_thr, state.total_steps, zero_floor=True)
         self._update_bars(state, multi)
 

@@ -36,6 +36,7 @@ class RankSeries:
     split: list = field(default_factory=list)       # (compute, comm, optim, other)
     val_steps: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
+    ordered: bool = True        # steps strictly increasing (no repeats, e.g. after a resume)
 
 
 class DashboardState:
@@ -57,6 +58,8 @@ class DashboardState:
             if isinstance(r, dict):
                 r = StepRecord.from_dict(r)
             s = self.ranks[r.rank]
+            if s.steps and r.step <= s.steps[-1]:
+                s.ordered = False
             s.steps.append(r.step)
             s.loss.append(float(r.loss))
             s.throughput.append(r.samples_per_s)
@@ -78,8 +81,18 @@ class DashboardState:
                 out[k].append(v)
         return out
 
+    def _single(self, attr: str) -> tuple[list[int], list[float]] | None:
+        """One rank, steps in order: its own series is the aggregate (no O(n) regrouping
+        on the training thread of a single-process fit, however long the run)."""
+        if len(self.ranks) != 1:
+            return None
+        (s,) = self.ranks.values()
+        return (list(s.steps), list(getattr(s, attr))) if s.ordered else None
+
     def loss_aggregate(self) -> tuple[list[int], list[float]]:
         """Mean loss over the ranks that reported each step."""
+        if (single := self._single("loss")) is not None:
+            return single
         by = self._by_step("loss")
         steps = sorted(by)
         return steps, [sum(by[k]) / len(by[k]) for k in steps]
@@ -98,6 +111,8 @@ class DashboardState:
 
     def throughput_aggregate(self) -> tuple[list[int], list[float]]:
         """Job throughput: sum of per-rank samples/s, at steps every rank has reported."""
+        if (single := self._single("throughput")) is not None:
+            return single
         by = self._by_step("throughput")
         n = len(self.ranks)
         steps = sorted(k for k in by if len(by[k]) == n)

@@ -6,14 +6,19 @@ widget pokes its Renderer, which draws a little later on its own thread. Two kno
     max_latency   new data should be on screen within this many seconds (0.5)
     budget        drawing may take at most this share of the wall time (0.03)
 
-so, with t_draw a running mean of the draw time, the pause between draws is
+The budget is a token bucket. Drawing time is earned at `budget` seconds per second of
+wall time, at most `burst` seconds of it saved up, and every draw spends what it took:
 
-    interval = min(max(max_latency, t_draw / budget) − t_draw,  max_interval)
+    credit(t) = min(burst, credit(t₀) + budget·(t − t₀)) − (time of the draws since t₀)
 
-A 15 ms draw is shown within 0.5 s at a 3 % cost; a slower draw is shown less often
-rather than slowing training down, but never less than every `max_interval` (2 s) so the
-picture stays live on a busy machine (where drawing then takes t_draw / 2 s of the
-time). The widget reports both figures.
+A draw is due when there is news, credit ≥ 0 and max_latency − t̄ has passed since the
+last draw (t̄: the running mean of the draw time; no point drawing faster than promised).
+Over any T seconds drawing then takes at most budget·T + burst, whatever each draw costs:
+a 15 ms update of the lines and a 100 ms redraw of every label count alike (an average
+of the two, as a fixed interval would use, lets a run of cheap draws be followed by an
+expensive one that breaks the budget). A 15 ms draw is shown within 0.5 s at a 3 % cost;
+a slower draw is shown less often, but never less than every `max_interval` (5 s), so the
+picture stays live on a busy machine. The widget reports both figures.
 
 A caller on the training thread itself (a `fit` callback) should call `tick()`: it draws
 right there when a draw is due. Drawing on the training thread costs exactly the draw,
@@ -33,6 +38,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+TICKING = 0.25   # s: a tick() this recent means the training thread will draw itself
 
 
 @dataclass
@@ -55,7 +62,8 @@ class RenderStats:
 
 class Renderer:
     def __init__(self, update: Callable[[], None], max_latency: float = 0.5,
-                 budget: float = 0.03, min_interval: float = 0.05, max_interval: float = 2.0):
+                 budget: float = 0.03, min_interval: float = 0.05, max_interval: float = 5.0,
+                 burst: float = 0.05):
         if max_latency <= 0:
             raise ValueError(f"max_latency must be > 0 seconds, got {max_latency}")
         if not 0 < budget <= 1:
@@ -63,34 +71,59 @@ class Renderer:
         if not 0 <= min_interval <= max_latency:
             raise ValueError(f"min_interval must be in [0, max_latency={max_latency}], "
                              f"got {min_interval}")
+        if burst < 0:
+            raise ValueError(f"burst must be >= 0 seconds, got {burst}")
         self.update = update
         self.max_latency = max_latency
         self.budget = budget
         self.min_interval = min_interval
         self.max_interval = max(max_interval, max_latency)
+        self.burst = burst
         self.stats = RenderStats()
         self.error: BaseException | None = None
+        self._credit = burst                      # seconds of drawing allowed ...
+        self._credit_at = time.perf_counter()     # ... as of this moment
         self._dirty = threading.Event()
+        self._drawing = threading.Lock()          # one draw at a time: thread or tick()
+        self._last_tick = 0.0                     # when a training thread last called tick()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def interval(self) -> float:
-        """Seconds from the end of one draw to the start of the next."""
-        t = self.stats.mean_draw
-        wanted = max(self.max_latency, t / self.budget) - t
-        return min(max(wanted, self.min_interval), self.max_interval)
+    def credit(self, now: float | None = None) -> float:
+        """Seconds of drawing the budget allows now (negative: in debt)."""
+        now = time.perf_counter() if now is None else now
+        earned = self.budget * max(now - self._credit_at, 0.0)
+        return min(self.burst, self._credit + earned)
+
+    def wait_time(self) -> float:
+        """Seconds until the next draw is due (0: due now)."""
+        now = time.perf_counter()
+        since = now - self.stats.last_end
+        if since >= self.max_interval:
+            return 0.0
+        pace = max(self.max_latency - self.stats.mean_draw, self.min_interval) - since
+        debt = max(-self.credit(now), 0.0) / self.budget
+        return max(0.0, min(max(pace, debt), self.max_interval - since))
 
     def due(self) -> bool:
-        return time.perf_counter() - self.stats.last_end >= self.interval
+        return self.wait_time() <= 0.0
 
     def tick(self) -> bool:
-        """Draw now, on the calling thread, if there is news and a draw is due."""
-        if self._dirty.is_set() and self.due():
+        """Draw now, on the calling thread, if there is news and a draw is due (and the
+        renderer thread is not drawing at this very moment)."""
+        self._last_tick = time.perf_counter()
+        if not (self._dirty.is_set() and self.due()):
+            return False
+        if not self._drawing.acquire(blocking=False):
+            return False
+        try:
+            if not self.due():             # the other thread drew just before the lock
+                return False
             self._dirty.clear()
-            self.draw_now()
+            self._draw()
             return True
-        return False
+        finally:
+            self._drawing.release()
 
     def poke(self) -> None:
         """Say that there is something new to draw (cheap; call from any thread)."""
@@ -119,6 +152,11 @@ class Renderer:
         return self._thread is not None and self._thread.is_alive()
 
     def draw_now(self) -> None:
+        """Draw now, whatever the budget says (waits for a draw in progress)."""
+        with self._drawing:
+            self._draw()
+
+    def _draw(self) -> None:
         t0 = time.perf_counter()
         try:
             self.update()
@@ -130,20 +168,28 @@ class Renderer:
             st.draws += 1
             st.draw_time += dt
             st.last_draw, st.last_end = dt, end
+            self._credit, self._credit_at = self.credit(end) - dt, end
 
     def _loop(self) -> None:
         while True:
             self._dirty.wait()
             # wait until a draw is due (an inline tick() may draw first), or stop() is called
-            pause = self.interval - (time.perf_counter() - self.stats.last_end)
+            pause = self.wait_time()
             stopping = self._stopping.wait(pause) if pause > 0 else self._stopping.is_set()
-            if not self._dirty.is_set() and not stopping:
-                continue                      # tick() drew it meanwhile
-            self._dirty.clear()
-            try:
-                self.draw_now()
-            except Exception as exc:  # noqa: BLE001 -- kept for the widget to show, not lost in a thread
-                self.error = exc
-                return
+            if not stopping and time.perf_counter() - self._last_tick < TICKING:
+                # a training thread is calling tick(): leave the draw to it (no GIL fight);
+                # this thread draws only when training pauses (evaluation, a stall)
+                stopping = self._stopping.wait(TICKING)
+                if not stopping:
+                    continue
+            with self._drawing:
+                if not stopping and not (self._dirty.is_set() and self.due()):
+                    continue                  # tick() drew meanwhile
+                self._dirty.clear()
+                try:
+                    self._draw()
+                except Exception as exc:  # noqa: BLE001 -- kept for the widget to show, not lost in a thread
+                    self.error = exc
+                    return
             if stopping:
                 return

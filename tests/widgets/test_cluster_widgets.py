@@ -13,6 +13,7 @@ import torch
 import hpclab
 from hpclab.parallel import Trainer, TrainerConfig
 from hpclab.widgets import ClusterPanel, Dashboard
+from hpclab.widgets.dashboard import JOB_BUDGET
 
 pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]
 
@@ -40,6 +41,7 @@ def test_dashboard_follows_a_two_engine_job(cluster):
     job = Trainer(cluster, model_fn, data_fn, optimizer_fn,
                   TrainerConfig(batch_size=32)).fit(steps=30)
     dash = Dashboard.for_job(job, max_latency=0.1)
+    assert dash.renderer.budget == JOB_BUDGET     # the notebook draws, the engines train
     history = job.wait(timeout=120)
     deadline = time.monotonic() + 20
     while dash.points.value < 60 and time.monotonic() < deadline:
