@@ -57,6 +57,10 @@ def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
         # empty shard) would otherwise exit while a slower rank is still connecting its
         # gloo mesh, and that rank fails with "Connection closed by peer"
         dist.barrier()
+    except BaseException as exc:  # noqa: BLE001 - the parent decides whether to retry
+        results.put((rank, "rendezvous", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
         ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank,
                           backend="gloo", timeout=timeout)
         try:
@@ -69,6 +73,13 @@ def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
         results.put((rank, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 
+class _RendezvousFailed(Exception):
+    """Joining the group failed before fn ran (e.g. the free port was taken meanwhile)."""
+
+
+RENDEZVOUS_ATTEMPTS = 3
+
+
 def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 60.0,
               **kwargs) -> list:
     """Call `fn(ctx, *args, **kwargs)` on `world_size` forked processes; results by rank."""
@@ -76,6 +87,20 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    for attempt in range(1, RENDEZVOUS_ATTEMPTS + 1):
+        try:
+            return _run_once(fn, world_size, args, kwargs, timeout)
+        except _RendezvousFailed as exc:
+            # a port that was free when picked can be taken before rank 0 binds it, and a
+            # connection can drop while the mesh forms: nothing of fn has run, so retry
+            if attempt == RENDEZVOUS_ATTEMPTS:
+                raise SpawnError(f"{world_size} local ranks on {socket.gethostname()} could "
+                                 f"not form a gloo group in {attempt} attempts (a fresh free "
+                                 f"port each time): {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _run_once(fn, world_size: int, args, kwargs, timeout: float) -> list:
     mpctx = mp.get_context("fork")
     results = mpctx.Queue()
     port = free_port()
@@ -104,6 +129,8 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
                                      f"within {timeout} s; a rank may be waiting for a message "
                                      "that was never sent")
                 continue
+            if status == "rendezvous":
+                raise _RendezvousFailed(f"rank {rank}: {value}")
             if status == "error":
                 # a rank that died takes its peers' connections with it: name it as the
                 # cause rather than the peer that noticed first

@@ -1,6 +1,7 @@
 """run_local: forked ranks in a gloo group, results by rank, errors naming the rank."""
 
 import os
+import socket
 
 import pytest
 import torch
@@ -66,3 +67,19 @@ def test_a_dying_rank_is_named_with_its_exit_code():
 def test_bad_arguments_are_named(world_size, timeout, message):
     with pytest.raises(ValueError, match=message):
         run_local(_send_nothing, world_size, timeout=timeout)
+
+
+def test_a_port_taken_before_rank_0_binds_it_is_retried(monkeypatch):
+    # the race run_local cannot avoid: the free port it picked is bound by someone else
+    # before rank 0's store binds it; the attempt fails in the rendezvous, and run_local
+    # tries again with a fresh port (fn has not run)
+    from hpclab.cluster import spawn
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = [squatter.getsockname()[1]]
+        real = spawn.free_port
+        monkeypatch.setattr(spawn, "free_port", lambda: taken.pop() if taken else real())
+        assert run_local(_rank_and_sum, 2, timeout=20) == [(0, 2, 3.0), (1, 2, 3.0)]
+        assert not taken, "the squatted port was never tried"
