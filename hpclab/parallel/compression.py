@@ -8,6 +8,7 @@ cheaper on the wire:
     int8      scale s = max|v|/127, q = round(v/s); all-gather q and s   1 byte / element
     top-k     keep the k largest |v|; all-gather (index, value)   8 bytes × k
     PowerSGD  M ≈ P̂ Qᵀ of rank r (Vogels et al. 2019):       4 bytes × r(rows + cols)
+              (one flat matrix per bucket, or per tensor as torch's powerSGD_hook)
 
 Error feedback (Seide et al. 2014; Karimireddy et al. 2019) makes lossy compression
 converge like the uncompressed run: what compression dropped this step is added back the
@@ -24,6 +25,10 @@ state made with `for_ddp(ddp, ...)` tells buckets apart by their position in tha
     ddp.register_comm_hook(state, topk_hook)
     ... train ...
     state.bytes_sent   # bytes this rank has put on the wire so far
+
+    # PowerSGD laid out like torch's powerSGD_hook: a matrix per tensor, biases averaged
+    # as they are, 10 steps of plain averaging first (tests/scaling/test_powersgd_vs_torch.py)
+    state = PowerSGDState.for_ddp(ddp, rank=2, per_tensor=True, start_iter=10)
 
 Bytes on the wire are counted for ring collectives: an all-reduce of b bytes sends
 2(p−1)/p·b per rank, an all-gather of b bytes per rank sends (p−1)·b.
@@ -90,14 +95,35 @@ class TopKState(CompressionState):
 
 @dataclass
 class PowerSGDState(CompressionState):
+    """PowerSGD's settings and memory. By default each bucket is one near-square matrix;
+    `for_ddp(ddp, per_tensor=True)` records the parameter shapes so that each tensor gets
+    its own (shape[0] × rest) matrix and tensors too small to gain (biases) are averaged
+    uncompressed, as torch's `powerSGD_hook` does. `start_iter` steps of plain averaging
+    come first (torch's `start_powerSGD_iter`)."""
     rank: int = 2
     seed: int = 0
-    q_memory: dict = field(default_factory=dict)   # warm start: last step's Q per bucket
+    start_iter: int = 0
+    shapes: list | None = None         # per bucket, its parameters' shapes in flat order
+    min_compression_rate: float = 2.0  # per-tensor: compress if n·m > rate · r(n + m)
+    q_memory: dict = field(default_factory=dict)   # warm start: last step's Qs per bucket
 
     def __post_init__(self):
         super().__post_init__()
         if not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"rank must be a positive int, got {self.rank!r}")
+        if not isinstance(self.start_iter, int) or self.start_iter < 0:
+            raise ValueError(f"start_iter must be an int >= 0, got {self.start_iter!r}")
+        if self.min_compression_rate <= 0:
+            raise ValueError(f"min_compression_rate must be > 0, got {self.min_compression_rate}")
+        if self.shapes is not None and len(self.shapes) != self.n_buckets:
+            raise ValueError(f"shapes must list one bucket's shapes per bucket "
+                             f"(n_buckets={self.n_buckets}), got {len(self.shapes)}")
+
+    @classmethod
+    def for_ddp(cls, ddp, per_tensor: bool = False, **kwargs):
+        if per_tensor:
+            kwargs["shapes"] = [[tuple(p.shape) for p in b.params] for b in ddp.buckets]
+        return cls(n_buckets=len(ddp.buckets), **kwargs)
 
 
 def _world(group) -> int:
@@ -162,34 +188,72 @@ def orthonormalize(P: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(P, mode="reduced").Q
 
 
+def _layout(state: PowerSGDState, key: int, n: int):
+    """Where the matrices lie in the (padded) flat bucket: [(offset, rows, cols)], the
+    uncompressed ranges [(offset, size)], and the padded length."""
+    if state.shapes is None:
+        rows, cols = matrix_shape(n)
+        return [(0, rows, cols)], [], rows * cols
+    matrices, plain, offset = [], [], 0
+    for shape in state.shapes[key]:
+        size = math.prod(shape)
+        rows = shape[0] if shape else 1
+        cols = size // rows if rows else 0
+        r = min(state.rank, rows, cols)
+        if rows * cols > state.min_compression_rate * r * (rows + cols):
+            matrices.append((offset, rows, cols))
+        elif size:
+            plain.append((offset, size))
+        offset += size
+    if offset != n:
+        raise ValueError(f"bucket {key} has {n} gradient elements but its shapes "
+                         f"{state.shapes[key]} hold {offset}; make the state with for_ddp")
+    return matrices, plain, n
+
+
+def _mean(tensors: list[torch.Tensor], state: CompressionState, group) -> list[torch.Tensor]:
+    """Average a list of tensors over the group with one all-reduce of their concatenation."""
+    if not tensors:
+        return []
+    p, flat = _world(group), torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, group=group)
+    flat /= p
+    state.bytes_sent += allreduce_bytes(flat.numel() * flat.element_size(), p)
+    return [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
 def powersgd_hook(state: PowerSGDState, flat_grad: torch.Tensor, group) -> torch.Tensor:
     """Rank-r PowerSGD with one power iteration per step and warm-started Q:
 
-        M = v viewed as a (rows × cols) matrix
+        M = v viewed as a (rows × cols) matrix       (or one matrix per tensor)
         P = M Q;   P ← mean_i P_i;   P̂ = orthonormalize(P)
         Q = Mᵀ P̂;  Q ← mean_i Q_i;   ĝ = P̂ Qᵀ
 
     Repeated on the same M this is subspace iteration: P̂ Qᵀ tends to M's best rank-r
-    approximation (Eckart–Young), which the tests check against an SVD.
+    approximation (Eckart–Young), which the tests check against an SVD. ĝ = P̂ P̂ᵀ M̄ only
+    depends on span(P̂), so normalising Q first (as torch does) changes nothing but rounding.
     """
-    key, p = state.next_bucket(), _world(group)
+    key = state.next_bucket()
+    if (state.calls - 1) // state.n_buckets < state.start_iter:   # warm-up: plain average
+        return _mean([flat_grad.clone()], state, group)[0]
     v = state.add_residual(key, flat_grad)
     n = v.numel()
-    rows, cols = matrix_shape(n)
-    r = min(state.rank, rows, cols)
-    M = torch.nn.functional.pad(v, (0, rows * cols - n)).view(rows, cols)
-    Q = state.q_memory.get(key)
-    if Q is None:   # the same seed on every rank, so all ranks start from the same Q
+    matrices, plain, padded = _layout(state, key, n)
+    v_pad = torch.nn.functional.pad(v, (0, padded - n))
+    out = torch.empty_like(v_pad)
+    for (o, s), avg in zip(plain, _mean([v_pad[o:o + s] for o, s in plain], state, group)):
+        out[o:o + s] = avg
+    Ms = [v_pad[o:o + rows * cols].view(rows, cols) for o, rows, cols in matrices]
+    Qs = state.q_memory.get(key)
+    if Qs is None:   # the same seed on every rank, so all ranks start from the same Q
         gen = torch.Generator().manual_seed(state.seed + key)
-        Q = torch.randn(cols, r, generator=gen, dtype=v.dtype)
-    P = M @ Q
-    dist.all_reduce(P, group=group)
-    P = orthonormalize(P / p)
-    Q = M.t() @ P
-    dist.all_reduce(Q, group=group)
-    Q /= p
-    state.q_memory[key] = Q
-    avg = (P @ Q.t()).reshape(-1)[:n]
+        Qs = [torch.randn(M.shape[1], min(state.rank, *M.shape), generator=gen, dtype=v.dtype)
+              for M in Ms]
+    Ps = [orthonormalize(P) for P in _mean([M @ Q for M, Q in zip(Ms, Qs)], state, group)]
+    Qs = _mean([M.t() @ P for M, P in zip(Ms, Ps)], state, group)
+    state.q_memory[key] = Qs
+    for (o, rows, cols), P, Q in zip(matrices, Ps, Qs):
+        out[o:o + rows * cols] = (P @ Q.t()).reshape(-1)
+    avg = out[:n]
     state.keep_residual(key, v, avg)
-    state.bytes_sent += allreduce_bytes((P.numel() + Q.numel()) * v.element_size(), p)
     return avg
