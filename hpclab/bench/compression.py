@@ -41,6 +41,9 @@ VARIANTS = {
     "top-k 1%, no EF": (topk_hook,
                         lambda ddp: TopKState.for_ddp(ddp, ratio=0.01, error_feedback=False)),
     "PowerSGD r=2": (powersgd_hook, lambda ddp: PowerSGDState.for_ddp(ddp, rank=2)),
+    # one matrix per weight, biases uncompressed: the layout of torch's powerSGD_hook
+    "PowerSGD r=2, per tensor": (powersgd_hook, lambda ddp: PowerSGDState.for_ddp(
+        ddp, rank=2, per_tensor=True)),
 }
 
 
@@ -95,9 +98,9 @@ def main(argv: list[str]) -> int:
     base = results[0]
     print(f"gradient compression, {args.world_size} processes, {args.steps} steps "
           f"(digits MLP, our DDP over gloo)")
-    print(f"{'variant':<18} {'bytes/step/rank':>16} {'vs none':>8} {'final loss':>11} "
+    print(f"{'variant':<24} {'bytes/step/rank':>16} {'vs none':>8} {'final loss':>11} "
           f"{'Δ loss':>8}")
     for r in results:
-        print(f"{r.variant:<18} {r.bytes_per_step:>16,.0f} {r.bytes_per_step / base.bytes_per_step:>7.3f}x "
+        print(f"{r.variant:<24} {r.bytes_per_step:>16,.0f} {r.bytes_per_step / base.bytes_per_step:>7.3f}x "
               f"{r.final_loss:>11.4f} {r.final_loss - base.final_loss:>+8.4f}")
     return 0

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.unit_d, pytest.mark.slow]
 def test_error_feedback_recovers_the_uncompressed_loss():
     results = {r.variant: r for r in compare(world_size=2, steps=150)}
     base = results["none"]
-    for name in ("fp16", "int8", "PowerSGD r=2"):
+    for name in ("fp16", "int8", "PowerSGD r=2", "PowerSGD r=2, per tensor"):
         assert abs(results[name].final_loss - base.final_loss) < 0.03, name
     ef, no_ef = results["top-k 1%"], results["top-k 1%, no EF"]
     assert ef.final_loss - base.final_loss < 0.12
@@ -27,5 +27,6 @@ def test_error_feedback_recovers_the_uncompressed_loss():
 def test_bench_prints_every_variant(capsys):
     assert main(["--steps", "3"]) == 0
     out = capsys.readouterr().out
-    for name in ("none", "fp16", "int8", "top-k 1%", "PowerSGD r=2"):
+    for name in ("none", "fp16", "int8", "top-k 1%", "PowerSGD r=2",
+                 "PowerSGD r=2, per tensor"):
         assert name in out
