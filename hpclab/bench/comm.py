@@ -10,12 +10,14 @@ torch.distributed's own ("torch" = gloo on CPUs) at each size, and print measure
 predicted time, bus bandwidth (algbw·2(p−1)/p), ratios against gloo and the model's choice
 of algorithm per size. The cluster is real ipyparallel engines (hpclab.connect) unless
 --local asks for forked processes (hpclab.cluster.spawn.run_local); the output says which.
-Times are the best of --repeats runs, each from a barrier to the slowest rank's finish.
+Times are medians of --repeats runs (--statistic min: the best), each from a barrier to the
+slowest rank's finish.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +37,7 @@ class BenchConfig:
     engines: int = 2
     sizes: list[int] = field(default_factory=lambda: list(SIZES))
     repeats: int = 10
+    statistic: str = "median"    # or "min"
     out: str = "comm_bench.png"
     local: bool = False          # forked processes instead of ipyparallel engines
     timeout: float = 600.0
@@ -45,32 +48,61 @@ def repeats_for(nbytes: int, repeats: int) -> int:
     return repeats * (4 if nbytes <= MiB else 2)
 
 
-def measure(ctx, sizes: list[int], repeats: int) -> dict:
-    """SPMD on every rank: α/β/γ measurements and all-reduce times (same on every rank).
-    Ping-pong, exchange and every algorithm take turns run by run, so that the model's
-    parameters and the times it predicts are measured under the same load."""
-    results = {"ping_pong": {}, "exchange": {}, "reduce": {}, "times": {}}
-    for nbytes in [4, 64, KiB] + list(sizes):
+def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> dict:
+    """SPMD on every rank: the machine's message costs and all-reduce times (same on every
+    rank). For each all-reduce size n, every run measures, in turn, the messages the
+    algorithms send for it (ping-pong, exchange and local add of n, n/2, …, n/p bytes:
+    `part_sizes`) and then every algorithm, so that the model's parts and the collectives
+    it predicts share the same load, caches and memory state.
+
+    Each figure is the median of its runs (statistic="min": the best). The model adds
+    several measured parts, and a sum of minima is smaller than the minimum of the sum:
+    a collective that needs 3 steps rarely gets 3 lucky steps in a row on a shared
+    machine. Medians add up consistently, minima do not."""
+    pick = {"median": statistics.median, "min": min}[statistic]
+    p = torch.distributed.get_world_size()
+    results = {"ping_pong": {}, "exchange": {}, "reduce": {}, "times": {}, "parts": {}}
+    for nbytes in [4, 64, KiB] + list(sizes):      # the tiny sizes: α of the fitted model
         x = torch.ones(max(nbytes // 4, 1))
-        best: dict[str, float] = {}
+        parts = part_sizes(nbytes, p) if nbytes in sizes else [nbytes]
+        runs: dict[tuple, list[float]] = {}
         for i in range(repeats_for(nbytes, repeats) + 1):     # run 0 is a warm-up
-            turn = {"ping_pong": ping_pong([nbytes], repeats=1, timeout=ctx.timeout)[nbytes],
-                    "exchange": exchange([nbytes], repeats=1, timeout=ctx.timeout)[nbytes]}
+            turn = {}
+            for m in parts:
+                turn["ping_pong", m] = ping_pong([m], repeats=1, timeout=ctx.timeout)[m]
+                turn["exchange", m] = exchange([m], repeats=1, timeout=ctx.timeout)[m]
+                turn["reduce", m] = reduction_times([m], repeats=1)[m]
             if nbytes in sizes:
-                turn.update(time_all_reduces(x, ALGORITHMS["all_reduce"], repeats=1,
-                                             warmup=0, timeout=ctx.timeout))
+                for algorithm, t in time_all_reduces(x, ALGORITHMS["all_reduce"], repeats=1,
+                                                     warmup=0, timeout=ctx.timeout).items():
+                    turn["times", algorithm] = t
             if i > 0:
-                best = {k: min(t, best.get(k, float("inf"))) for k, t in turn.items()}
-        results["ping_pong"][nbytes] = best.pop("ping_pong")
-        results["exchange"][nbytes] = best.pop("exchange")
-        if best:
-            results["times"][nbytes] = best
-    results["reduce"] = slowest_rank(reduction_times(sizes, repeats=4 * repeats))
+                for k, t in turn.items():
+                    runs.setdefault(k, []).append(t)
+        figures = {k: pick(v) for k, v in runs.items()}
+        figures.update(slowest_rank({k: t for k, t in figures.items() if k[0] == "reduce"}))
+        mine = {"ping_pong": {}, "exchange": {}, "reduce": {}}
+        for (kind, key), t in figures.items():
+            if kind == "times":
+                results["times"].setdefault(nbytes, {})[key] = t
+            else:
+                mine[kind][key] = t
+                results[kind][key] = t
+        if nbytes in sizes:
+            results["parts"][nbytes] = mine
     return results
 
 
-def slowest_rank(times: dict[int, float]) -> dict[int, float]:
-    """Each size's time on the slowest rank (all ranks ran at once and shared the cores)."""
+def part_sizes(nbytes: int, p: int) -> list[int]:
+    """The message sizes an n-byte all-reduce on p ranks sends: n (naive, tree, recursive
+    doubling), n/2, n/4, … n/p' (halving-doubling, p' = 2^⌊log₂p⌋) and n/p (ring chunks)."""
+    p2 = 1 << (p.bit_length() - 1)
+    halves = [max(nbytes >> k, 1) for k in range(p2.bit_length())]
+    return sorted({*halves, max(nbytes // p, 1)}, reverse=True)
+
+
+def slowest_rank(times: dict) -> dict:
+    """Each local time on the slowest rank (all ranks ran at once and shared the cores)."""
     t = torch.tensor(list(times.values()), dtype=torch.float64)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return dict(zip(times, t.tolist()))
@@ -80,46 +112,64 @@ def run(cfg: BenchConfig) -> tuple[dict, str]:
     if cfg.local:
         from hpclab.cluster.spawn import run_local
         where = f"{cfg.engines} local processes (run_local, gloo over 127.0.0.1)"
-        return run_local(measure, cfg.engines, cfg.sizes, cfg.repeats,
+        return run_local(measure, cfg.engines, cfg.sizes, cfg.repeats, cfg.statistic,
                          timeout=cfg.timeout)[0], where
     import hpclab
     with hpclab.connect(n=cfg.engines) as cluster:
         where = f"{cluster.world_size} ipyparallel engines (hpclab.connect, hosts: " \
                 f"{', '.join(sorted(set(cluster.hosts)))})"
-        return cluster.run(measure, cfg.sizes, cfg.repeats, timeout=cfg.timeout)[0], where
+        return cluster.run(measure, cfg.sizes, cfg.repeats, cfg.statistic,
+                           timeout=cfg.timeout)[0], where
 
 
 def fit(results: dict) -> model.Params:
+    """The lecture's model: one α, β, γ (and α₂, β₂) fitted to the measurements."""
     return model.fit(results["ping_pong"], results["reduce"], results["exchange"])
 
 
-def table(results: dict, params: model.Params, p: int) -> list[dict]:
+def measured_costs(results: dict, nbytes: int | None = None) -> model.MeasuredCosts:
+    """The same formulas priced with measured message costs: those measured alongside the
+    n-byte all-reduces (`nbytes`), or the whole machine table."""
+    table = results["parts"][nbytes] if nbytes is not None else results
+    return model.MeasuredCosts(table["ping_pong"], table["exchange"], table["reduce"])
+
+
+def table(results: dict, params: model.Params, p: int,
+          costs: model.Costs | None = None) -> list[dict]:
+    """One row per (size, algorithm): measured time, the fitted α–β–γ prediction
+    (`params`) and the prediction priced with measured costs: `costs` if given, else those
+    measured alongside each size (results["parts"]), else `params` again."""
     rows = []
     for nbytes, times in results["times"].items():
         ref = times[REFERENCE]
+        priced_by = costs or (measured_costs(results, nbytes)
+                              if nbytes in results.get("parts", {}) else params)
         for algorithm, seconds in times.items():
-            predicted = model.predict(algorithm, nbytes, p, params)
+            lecture = model.predict(algorithm, nbytes, p, params)
+            priced = model.predict(algorithm, nbytes, p, priced_by)
             rows.append({"bytes": nbytes, "algorithm": algorithm, "measured_ms": 1e3 * seconds,
-                         "model_ms": 1e3 * predicted, "model_error": predicted / seconds - 1,
+                         "abg_ms": 1e3 * lecture, "abg_error": lecture / seconds - 1,
+                         "model_ms": 1e3 * priced, "model_error": priced / seconds - 1,
                          "busbw_GBs": model.bus_bandwidth(nbytes, seconds, p) / 1e9,
                          "busbw_vs_gloo": ref / seconds, "time_vs_gloo": seconds / ref})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'size':>8} {'algorithm':<18} {'measured ms':>11} {'model ms':>9} "
-            f"{'model err':>9} {'busbw GB/s':>10} {'busbw/gloo':>10}")
+    head = (f"{'size':>8} {'algorithm':<18} {'measured ms':>11} {'α-β-γ ms':>9} {'err':>5} "
+            f"{'model ms':>9} {'err':>5} {'busbw GB/s':>10} {'busbw/gloo':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{human(r['bytes']):>8} {r['algorithm']:<18} {r['measured_ms']:>11.3f} "
-                     f"{r['model_ms']:>9.3f} {r['model_error']:>+9.0%} {r['busbw_GBs']:>10.3f} "
+                     f"{r['abg_ms']:>9.3f} {r['abg_error']:>+5.0%} "
+                     f"{r['model_ms']:>9.3f} {r['model_error']:>+5.0%} {r['busbw_GBs']:>10.3f} "
                      f"{r['busbw_vs_gloo']:>10.2f}")
     return "\n".join(lines)
 
 
 def format_machine(results: dict) -> str:
     lines = [f"{'size':>8} {'ping-pong ms':>12} {'exchange ms':>11} {'add ms':>8}"]
-    for nbytes, one_way in results["ping_pong"].items():
+    for nbytes, one_way in sorted(results["ping_pong"].items()):
         add = results["reduce"].get(nbytes)
         lines.append(f"{human(nbytes):>8} {1e3 * one_way:>12.3f} "
                      f"{1e3 * results['exchange'][nbytes]:>11.3f} "
@@ -127,12 +177,17 @@ def format_machine(results: dict) -> str:
     return "\n".join(lines)
 
 
-def choices(results: dict, params: model.Params, p: int) -> str:
-    lines = [f"{'size':>8}  {'model picks':<18} {'fastest measured':<18} (torch excluded)"]
+def choices(results: dict, p: int) -> str:
+    """What algorithm="auto" would pick per size (the model with the measured costs),
+    against the fastest measured, and what the pick costs over the fastest."""
+    lines = [f"{'size':>8}  {'model picks':<18} {'fastest measured':<18} {'pick/fastest':>12}"
+             "  (torch excluded)"]
     for nbytes, times in results["times"].items():
         ours = {a: t for a, t in times.items() if a != REFERENCE}
-        lines.append(f"{human(nbytes):>8}  {model.best_algorithm(nbytes, p, params):<18} "
-                     f"{min(ours, key=ours.get):<18}")
+        costs = measured_costs(results, nbytes)
+        pick, fastest = model.best_algorithm(nbytes, p, costs), min(ours, key=ours.get)
+        lines.append(f"{human(nbytes):>8}  {pick:<18} {fastest:<18} "
+                     f"{ours[pick] / ours[fastest]:>11.2f}x")
     return "\n".join(lines)
 
 
@@ -156,9 +211,12 @@ def targets(rows: list[dict], p: int) -> list[str]:
     if mib:
         bad = [f"{r['algorithm']}@{human(r['bytes'])} {r['model_error']:+.0%}" for r in mib
                if abs(r["model_error"]) > 0.25]
-        check(not bad, f"model within ±25% of measured for >= 1 MiB "
+        check(not bad, f"model (measured costs) within ±25% of measured for >= 1 MiB "
                        f"({len(mib) - len(bad)}/{len(mib)} rows" +
               (f"; off: {', '.join(bad)})" if bad else ")"))
+        within = sum(abs(r["abg_error"]) <= 0.25 for r in mib)
+        out.append(f"info  one fitted α, β, γ within ±25% on {within}/{len(mib)} of those rows"
+                   f" (mean error {sum(r['abg_error'] for r in mib) / len(mib):+.0%})")
     if p >= 4 and 16 * MiB in sizes:
         slow = at[16 * MiB, "naive"]["measured_ms"] / at[16 * MiB, "ring"]["measured_ms"]
         check(slow > 1.2, f"naive slower than ring at 16 MiB on {p} ranks ({slow:.2f}x)")
@@ -176,9 +234,11 @@ def plot(rows: list[dict], p: int, path: str) -> None:
         ax_t.loglog(x, [r["measured_ms"] for r in mine], "o", color=color, label=algorithm)
         if algorithm != REFERENCE:
             ax_t.loglog(x, [r["model_ms"] for r in mine], "-", color=color, alpha=0.6)
+            ax_t.loglog(x, [r["abg_ms"] for r in mine], ":", color=color, alpha=0.6)
         ax_bw.semilogx(x, [r["busbw_GBs"] for r in mine], "o-", color=color, label=algorithm)
     ax_t.set(xlabel="message size (bytes)", ylabel="all-reduce time (ms)",
-             title=f"measured (dots) vs α–β–γ model (lines), p = {p}")
+             title=f"measured (dots), model with measured costs (lines),\n"
+                   f"one fitted α, β, γ (dotted); p = {p}")
     ax_bw.set(xlabel="message size (bytes)", ylabel="bus bandwidth (GB/s)",
               title="busbw = algbw · 2(p−1)/p")
     ax_t.legend(fontsize=8)
@@ -198,32 +258,42 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench comm", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=int, default=2, help="number of ranks p (default 2)")
     ap.add_argument("--repeats", type=int, default=10,
-                    help="runs per measurement, best kept (x4 up to 1 MiB, x2 above)")
+                    help="runs per measurement (x4 up to 1 MiB, x2 above)")
+    ap.add_argument("--statistic", choices=("median", "min"), default="median",
+                    help="what to keep of the runs (default median: the model's parts and "
+                         "the collectives add up consistently)")
     ap.add_argument("--out", default="comm_bench.png", help="where to save the plot")
     ap.add_argument("--local", action="store_true",
                     help="forked local processes instead of ipyparallel engines")
+    ap.add_argument("--save", default=None,
+                    help="also write the raw measurements ({bytes: seconds}) to this JSON file")
     ap.add_argument("--quick", action="store_true",
                     help="CI mode: sizes 4 KiB, 64 KiB, 1 MiB; 2 repeats; local processes")
     args = ap.parse_args(argv)
     if args.engines < 2:
         ap.error(f"--engines must be >= 2 (ping-pong needs two ranks), got {args.engines}")
     cfg = BenchConfig(engines=args.engines, repeats=args.repeats, out=args.out,
-                      local=args.local or args.quick)
+                      local=args.local or args.quick, statistic=args.statistic)
     if args.quick:
         cfg.sizes, cfg.repeats = list(QUICK_SIZES), 2
     start = time.time()
     results, where = run(cfg)
+    if args.save:
+        import json
+        with open(args.save, "w") as f:
+            json.dump({"where": where, "p": cfg.engines, **results}, f, indent=1)
     params, p = fit(results), cfg.engines
     rows = table(results, params, p)
-    print(f"hpclab bench comm: all-reduce on {where}, p = {p}, float32, best of "
-          f"{cfg.repeats}; reference: torch.distributed.all_reduce (gloo)")
+    print(f"hpclab bench comm: all-reduce on {where}, p = {p}, float32, {cfg.statistic} of "
+          f"{cfg.repeats}-{4 * cfg.repeats} runs; reference: torch.distributed.all_reduce (gloo)")
     print("\nthe machine: one-way ping-pong (ranks 0-1), exchange (all ranks in pairs at once),"
           " local add")
     print(format_machine(results))
-    print(f"fitted model: {params}\n")
+    print(f"fitted α-β-γ model: {params}")
+    print("model: the same formulas with each step priced from the table above\n")
     print(format_table(rows))
-    print("\nbest algorithm per size")
-    print(choices(results, params, p))
+    print("\nbest algorithm per size (what algorithm=\"auto\" picks)")
+    print(choices(results, p))
     print("\ntargets")
     print("\n".join(targets(rows, p)))
     import matplotlib

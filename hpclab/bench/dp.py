@@ -8,7 +8,9 @@ For each model and each engine count n, every rank trains the same model with a 
 per-rank batch (weak scaling) under three wrappers, interleaved repeat by repeat so a
 busy machine slows them alike:
 
-    ours-ring    hpclab.parallel.DistributedDataParallel(algorithm="ring")  (our collective)
+    ours-auto    hpclab.parallel.DistributedDataParallel(algorithm="auto")  (our collectives,
+                 the algorithm per bucket picked by the cost model: hpclab.comm.auto)
+    ours-ring    hpclab.parallel.DistributedDataParallel(algorithm="ring")  (our ring)
     ours-torch   hpclab.parallel.DistributedDataParallel(algorithm="torch") (gloo's all-reduce)
     torch-ddp    torch.nn.parallel.DistributedDataParallel                  (the reference)
 
@@ -34,7 +36,8 @@ import time
 import torch
 import torch.distributed as dist
 
-IMPLS = ("ours-ring", "ours-torch", "torch-ddp")
+IMPLS = ("ours-auto", "ours-ring", "ours-torch", "torch-ddp")
+TARGET = 1.15     # ours-auto's step time / torch DDP's on 2 CPU engines
 
 
 def build(model: str, seed: int = 0):
@@ -170,6 +173,18 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: list[dict]) -> list[str]:
+    """The course's target on 2 engines, with PASS/FAIL, one line per model."""
+    out = []
+    for r in rows:
+        if r["engines"] == 2 and r["impl"] == "ours-auto":
+            ok = r["vs_torch"] <= TARGET
+            out.append(f"{'PASS' if ok else 'FAIL'}  {r['model']}: ours-auto "
+                       f"{r['vs_torch']:.2f}x torch DDP's step time on 2 engines "
+                       f"(target <= {TARGET}x)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench dp", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: 1,2 engines, few steps")
@@ -188,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     with hpclab.connect(n=max(args.engines), timeout=120) as cluster:
         rows = dp_table(cluster, args.models, sorted(args.engines), args.steps, args.repeats)
         text = format_table(rows)
+        checks = targets(rows)
+        if checks:
+            text += "\n\n" + "\n".join(checks)
         print(text, flush=True)
         if not args.no_live:
             live = live_overhead(cluster, steps=30 if args.quick else 300,

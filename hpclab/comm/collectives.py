@@ -54,7 +54,15 @@ SEGMENTED = ("ring",)   # the algorithms that take segment_bytes
 def all_reduce(tensor: torch.Tensor, op: str = "sum", algorithm: str = "ring", group=None,
                timeout: float | timedelta | None = None, *,
                segment_bytes: int | None = None) -> torch.Tensor:
-    """Reduce `tensor` over all ranks and leave the result in it on every rank."""
+    """Reduce `tensor` over all ranks and leave the result in it on every rank.
+
+    algorithm="auto" lets the α–β–γ model pick by size, with the group's measured message
+    costs (auto.py; the first such call measures them, on every rank)."""
+    if algorithm == "auto":
+        from hpclab.comm import auto
+        algorithm = auto.choose(tensor.numel() * tensor.element_size(), group, timeout)
+        if segment_bytes is not None and algorithm not in SEGMENTED:
+            segment_bytes = None
     fn = _algorithm("all_reduce", algorithm, segment_bytes)
     check_op(op, _check_tensor(tensor, "tensor").dtype)
     comm = Comm.of(group, timeout, collective="all_reduce", algorithm=algorithm)
@@ -147,8 +155,9 @@ def _algorithm(collective: str, algorithm: str, segment_bytes: int | None = None
     if algorithm not in table:
         offered_by = [c for c, t in _TABLE.items() if algorithm in t]
         elsewhere = f" (only {', '.join(offered_by)} offers it)" if offered_by else ""
+        offered = list(table) + (["auto"] if collective == "all_reduce" else [])
         raise ValueError(f"{collective} has no algorithm {algorithm!r}{elsewhere}; "
-                         f"choose one of {list(table)}")
+                         f"choose one of {offered}")
     if segment_bytes is not None:
         if algorithm not in SEGMENTED:
             raise ValueError(f"segment_bytes applies to algorithm in {list(SEGMENTED)}, "

@@ -59,6 +59,18 @@ class Params:
     def alpha2(self) -> float:
         return self.alpha if self.alpha_duplex is None else self.alpha_duplex
 
+    def send(self, m: float) -> float:
+        """One m-byte message, one direction: α + m·β."""
+        return self.alpha + m * self.beta
+
+    def exchange(self, m: float) -> float:
+        """m bytes sent while m bytes arrive: α₂ + m·β₂."""
+        return self.alpha2 + m * self.beta2
+
+    def add(self, m: float) -> float:
+        """Reducing m bytes into a local buffer: m·γ."""
+        return m * self.gamma
+
     def __str__(self) -> str:
         text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
                 f"({_gbs(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
@@ -69,39 +81,90 @@ class Params:
         return text
 
 
-def naive(n: float, p: int, c: Params) -> float:
-    return 2 * (p - 1) * (c.alpha + n * c.beta) + (p - 1) * n * c.gamma
+@dataclass
+class MeasuredCosts:
+    """Message costs read off measured tables ({bytes: seconds}) instead of one α, β, γ.
+
+    The algorithms' schedules stay the same (the formulas above, step by step); only the
+    price of a step changes: send(m) is the measured one-way time of an m-byte message,
+    exchange(m) the measured swap, add(m) the measured addition, interpolated linearly in
+    log(size)–log(time) between measured sizes and linearly in m beyond the largest. It
+    is the α–β–γ model with size-dependent α(m) + m·β(m) (the idea of PLogP, Kielmann et
+    al. 2000): on a network β hardly depends on m, but on one host a message leaves the
+    caches somewhere between 1 and 64 MiB and its time per byte grows by 2–3×, which no
+    single β can follow.
+    """
+    one_way: dict
+    exchanges: dict
+    reductions: dict
+
+    def send(self, m: float) -> float:
+        return _interpolate(self.one_way, m)
+
+    def exchange(self, m: float) -> float:
+        return _interpolate(self.exchanges, m)
+
+    def add(self, m: float) -> float:
+        return _interpolate(self.reductions, m) if m > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"measured costs at {len(self.one_way)} message sizes "
+                f"({min(self.one_way)} B … {max(self.one_way)} B)")
 
 
-def ring(n: float, p: int, c: Params) -> float:
-    return 2 * (p - 1) * c.alpha2 + 2 * (p - 1) / p * n * c.beta2 + (p - 1) / p * n * c.gamma
+Costs = Params | MeasuredCosts
 
 
-def parameter_server(n: float, p: int, c: Params) -> float:
+def _interpolate(table: dict, m: float) -> float:
+    """Time of an m-byte operation from a {bytes: seconds} table (log–log between points,
+    proportional to m beyond the largest, the smallest's time below the smallest)."""
+    sizes = np.array(sorted(table), dtype=float)
+    times = np.array([table[k] for k in sorted(table)], dtype=float)
+    if m <= sizes[0]:
+        return float(times[0])
+    if m >= sizes[-1]:
+        return float(times[-1] * m / sizes[-1])
+    return float(np.exp(np.interp(math.log(m), np.log(sizes), np.log(times))))
+
+
+def naive(n: float, p: int, c: Costs) -> float:
+    return 2 * (p - 1) * c.send(n) + (p - 1) * c.add(n)
+
+
+def ring(n: float, p: int, c: Costs) -> float:
+    """2(p−1) steps, each a chunk of n/p bytes exchanged with the neighbours; p−1 of them
+    also add the received chunk."""
+    return 2 * (p - 1) * c.exchange(n / p) + (p - 1) * c.add(n / p)
+
+
+def parameter_server(n: float, p: int, c: Costs) -> float:
     return ring(n, p, c)
 
 
-def recursive_doubling(n: float, p: int, c: Params) -> float:
+def recursive_doubling(n: float, p: int, c: Costs) -> float:
     p2 = _p2(p)
-    return math.log2(p2) * (c.alpha2 + n * c.beta2 + n * c.gamma) + _fold(n, p, c)
+    return math.log2(p2) * (c.exchange(n) + c.add(n)) + _fold(n, p, c)
 
 
-def halving_doubling(n: float, p: int, c: Params) -> float:
+def halving_doubling(n: float, p: int, c: Costs) -> float:
+    """log₂p halving steps (exchange and add n/2, n/4, … bytes), then log₂p doubling steps
+    (exchange the same sizes back, no adds)."""
     p2 = _p2(p)
-    return (2 * math.log2(p2) * c.alpha2 + 2 * (p2 - 1) / p2 * n * c.beta2
-            + (p2 - 1) / p2 * n * c.gamma + _fold(n, p, c))
+    steps = int(math.log2(p2))
+    halves = [n / 2 ** k for k in range(1, steps + 1)]
+    return sum(2 * c.exchange(m) + c.add(m) for m in halves) + _fold(n, p, c)
 
 
-def tree(n: float, p: int, c: Params) -> float:
+def tree(n: float, p: int, c: Costs) -> float:
     """Reduce up the binary heap, then broadcast down it; each parent handles its children
     one after the other (one message at a time per rank)."""
-    hop = c.alpha + n * c.beta
+    hop, add = c.send(n), c.add(n)
 
     def reduced(v: int) -> float:      # when node v has the sum of its subtree
         t = 0.0
         for child in (2 * v + 1, 2 * v + 2):
             if child < p:
-                t = max(t, reduced(child)) + hop + n * c.gamma
+                t = max(t, reduced(child)) + hop + add
         return t
 
     def received(v: int, t: float) -> float:   # when the last node under v has the result
@@ -113,7 +176,7 @@ def tree(n: float, p: int, c: Params) -> float:
     return received(0, reduced(0))
 
 
-def torch(n: float, p: int, c: Params) -> float:
+def torch(n: float, p: int, c: Costs) -> float:
     return ring(n, p, c)
 
 
@@ -122,7 +185,7 @@ FORMULAS = {"naive": naive, "parameter_server": parameter_server, "ring": ring,
             "tree": tree, "torch": torch}
 
 
-def predict(algorithm: str, nbytes: float, p: int, params: Params) -> float:
+def predict(algorithm: str, nbytes: float, p: int, params: Costs) -> float:
     """Predicted all-reduce time in seconds (0 on one rank: nothing to send)."""
     if algorithm not in FORMULAS:
         raise ValueError(f"no cost formula for algorithm {algorithm!r}; choose one of "
@@ -132,11 +195,14 @@ def predict(algorithm: str, nbytes: float, p: int, params: Params) -> float:
     return 0.0 if p == 1 else FORMULAS[algorithm](nbytes, p, params)
 
 
-def best_algorithm(nbytes: float, p: int, params: Params,
+def best_algorithm(nbytes: float, p: int, params: Costs,
                    algorithms=("ring", "recursive_doubling", "halving_doubling", "tree",
                                "parameter_server", "naive")) -> str:
-    """The algorithm with the smallest predicted time (ties: the earlier in the list)."""
-    return min(algorithms, key=lambda a: predict(a, nbytes, p, params))
+    """The algorithm with the smallest predicted time (ties, to rounding: the earlier in
+    the list)."""
+    times = {a: predict(a, nbytes, p, params) for a in algorithms}
+    best = min(times.values())
+    return next(a for a in algorithms if times[a] <= best * (1 + 1e-9))
 
 
 def alg_bandwidth(nbytes: float, seconds: float) -> float:
@@ -198,5 +264,5 @@ def _p2(p: int) -> int:
     return 1 << (p.bit_length() - 1)
 
 
-def _fold(n: float, p: int, c: Params) -> float:
-    return 0.0 if p == _p2(p) else 2 * (c.alpha + n * c.beta) + n * c.gamma
+def _fold(n: float, p: int, c: Costs) -> float:
+    return 0.0 if p == _p2(p) else 2 * c.send(n) + c.add(n)

@@ -8,7 +8,7 @@ shard of the global batch B (|shard| = B/p), then every rank applies the same up
 which equals the gradient of the whole batch, so p ranks follow the same trajectory as
 one process with batch B.
 
-    model = DistributedDataParallel(net, bucket_cap_mb=25, algorithm="ring")
+    model = DistributedDataParallel(net, bucket_cap_mb=25, algorithm="auto")
     loss_fn(model(x), y).backward()     # gradients arrive already averaged
     optimizer.step()
     with model.no_sync():               # accumulate locally, reduce on the next backward
@@ -72,7 +72,7 @@ def average_hook(algorithm: str, timeout: float | None = None) -> CommHook:
 class DistributedDataParallel(nn.Module):
     """Wrap `module` so that backward averages its gradients over the process group."""
 
-    def __init__(self, module: nn.Module, bucket_cap_mb: float = 25, algorithm: str = "ring",
+    def __init__(self, module: nn.Module, bucket_cap_mb: float = 25, algorithm: str = "auto",
                  group=None, timeout: float = 60.0):
         super().__init__()
         if not dist.is_initialized():
@@ -106,13 +106,23 @@ class DistributedDataParallel(nn.Module):
             p.register_post_accumulate_grad_hook(self._on_grad_ready)
 
     # -- set-up --------------------------------------------------------------------------
+    def bucket_algorithms(self) -> list[str]:
+        """The all-reduce algorithm each bucket uses (with "auto": the model's pick for the
+        bucket's size; a registered comm hook decides for itself)."""
+        if self.algorithm != "auto":
+            return [self.algorithm] * len(self.buckets)
+        from hpclab.comm import choose
+        return [choose(b.numel * b.params[0].element_size(), self.group) for b in self.buckets]
+
     def _check_algorithm(self, algorithm: str) -> None:
         if algorithm == "torch":
             return
-        from hpclab.comm import ALGORITHMS
-        known = ALGORITHMS["all_reduce"]
+        from hpclab.comm import ALGORITHMS, calibrate
+        known = ALGORITHMS["all_reduce"] + ("auto",)
         if algorithm not in known:
             raise ValueError(f"algorithm must be one of {list(known)}, got {algorithm!r}")
+        if algorithm == "auto":   # measure the group now, not inside the first backward
+            calibrate(self.group, timeout=self.timeout)
 
     @torch.no_grad()
     def _broadcast_from_rank0(self) -> None:

@@ -36,4 +36,5 @@ def test_cli_quick(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| mlp")]
     assert len(rows) == 2 * len(IMPLS)          # engines 1 and 2, each wrapper
     assert "| live stream |" in table
+    assert "mlp: ours-auto" in table and "torch DDP's step time on 2 engines" in table
     assert (tmp_path / "dp.png").read_bytes()[:4] == b"\x89PNG"

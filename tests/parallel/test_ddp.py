@@ -59,7 +59,7 @@ def equivalence_on_rank(ctx):
     p = ctx.world_size
     reference = train(make_model(0), X, Y, lambda s: list(range(s * B, (s + 1) * B)))
     worst = {}
-    for algorithm in ALGORITHMS["all_reduce"]:
+    for algorithm in ALGORITHMS["all_reduce"] + ("auto",):
         for cap, accumulation in ((25, 1), (TINY, 1), (25, 2), (TINY, 2)):
             if True:
                 # each rank starts from different weights: DDP's broadcast must fix that
@@ -80,7 +80,7 @@ def test_ddp_equals_single_process(world_size):
     for rank, worst in enumerate(run_local(equivalence_on_rank, world_size, timeout=120)):
         bad = {k: v for k, v in worst.items() if v > ATOL}
         assert not bad, f"rank {rank}: (algorithm, bucket MiB, accumulation) -> error {bad}"
-        assert len(worst) == len(ALGORITHMS["all_reduce"]) * 4
+        assert len(worst) == (len(ALGORITHMS["all_reduce"]) + 1) * 4
 
 
 def hooks_and_no_sync(ctx):

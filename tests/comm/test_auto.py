@@ -1,0 +1,106 @@
+"""algorithm="auto": the cost model with measured message costs picks the algorithm.
+
+References: the model's own best_algorithm on the same measured table (auto must pick
+exactly what the model predicts fastest), torch.distributed.all_reduce for the result,
+and, for MeasuredCosts, the closed-form α–β–γ model it must reproduce when its tables are
+generated from one α, β, γ.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from hpclab import comm
+from hpclab.cluster.spawn import run_local
+from hpclab.comm import model
+
+pytestmark = [pytest.mark.unit_c]
+
+C = model.Params(alpha=20e-6, beta=0.5e-9, gamma=0.25e-9, beta_duplex=1.2e-9,
+                 alpha_duplex=35e-6)
+POWERS = [1 << k for k in range(0, 27)]      # 1 B … 64 MiB
+
+
+def tables_from(c: model.Params) -> model.MeasuredCosts:
+    return model.MeasuredCosts({m: c.send(m) for m in POWERS},
+                               {m: c.exchange(m) for m in POWERS},
+                               {m: c.add(m) for m in POWERS})
+
+
+@pytest.mark.parametrize("p", [2, 3, 4, 8])
+@pytest.mark.parametrize("algorithm", ["naive", "ring", "recursive_doubling",
+                                       "halving_doubling", "tree", "parameter_server"])
+def test_measured_costs_reproduce_the_closed_forms(p, algorithm):
+    """Tables sampled from α + mβ at powers of two give back the α–β–γ prediction wherever
+    every message the schedule sends is a measured size (n and p powers of two), and stay
+    within the log–log interpolation error elsewhere."""
+    measured = tables_from(C)
+    for n in (4096, 1 << 20, 16 << 20, 64 << 20):
+        exact = model.predict(algorithm, n, p, C)
+        got = model.predict(algorithm, n, p, measured)
+        rel = 1e-9 if p & (p - 1) == 0 else 0.05
+        assert got == pytest.approx(exact, rel=rel), (algorithm, n, p)
+
+
+def test_interpolation_and_extrapolation():
+    costs = model.MeasuredCosts({8: 1.0, 32: 4.0}, {8: 2.0, 32: 2.0}, {8: 1e-3, 32: 4e-3})
+    assert costs.send(16) == pytest.approx(2.0)          # log-log: t ∝ m between 8 and 32
+    assert costs.send(64) == pytest.approx(8.0)          # proportional beyond the largest
+    assert costs.send(1) == 1.0                          # latency floor below the smallest
+    assert costs.exchange(16) == pytest.approx(2.0)
+    assert costs.add(0) == 0.0
+
+
+def test_best_algorithm_follows_the_costs():
+    """Cheap latency, dear bandwidth: tree at 4 B; duplex as fast as one way: ring at
+    64 MiB on 8 ranks (2(p−1)/p·n bytes per rank against the tree's 2·log₂p·n)."""
+    full_duplex = tables_from(model.Params(alpha=20e-6, beta=0.5e-9, gamma=0.25e-9))
+    assert model.best_algorithm(64 << 20, 8, full_duplex) in ("ring", "halving_doubling")
+    assert model.best_algorithm(4, 8, full_duplex) == "recursive_doubling"
+
+
+def auto_on_rank(ctx, sizes):
+    costs = comm.calibrate(timeout=30)
+    table = (sorted(costs.one_way.items()), sorted(costs.exchanges.items()),
+             sorted(costs.reductions.items()))
+    results = []
+    for numel in sizes:
+        g = torch.Generator().manual_seed(numel + ctx.rank)
+        x = torch.randint(-1000, 1000, (numel,), generator=g)
+        expected = x.clone()
+        dist.all_reduce(expected)
+        with comm.tracing() as trace:
+            comm.all_reduce(x, algorithm="auto")
+        picked = comm.choose(numel * 8)
+        model_pick = ("ring" if ctx.world_size == 1 else
+                      model.best_algorithm(numel * 8, ctx.world_size, costs,
+                                           algorithms=comm.auto.CANDIDATES))
+        traced = {m.algorithm for m in trace.messages}
+        results.append((numel, picked, model_pick, traced, torch.equal(x, expected)))
+    return table, results
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_auto_picks_the_models_choice_on_every_rank(world_size):
+    sizes = [1, 100, 4096, 300_000, 2_000_000]
+    out = run_local(auto_on_rank, world_size, sizes, timeout=120)
+    tables = [t for t, _ in out]
+    assert all(t == tables[0] for t in tables), "every rank must hold the same cost table"
+    picks = [[r[1] for r in results] for _, results in out]
+    assert all(p == picks[0] for p in picks), f"ranks picked differently: {picks}"
+    for rank, (_, results) in enumerate(out):
+        for numel, picked, model_pick, traced, equal in results:
+            assert equal, f"rank {rank}: auto all-reduce of {numel} int64 != dist.all_reduce"
+            assert picked == model_pick, (numel, picked, model_pick)
+            if world_size > 1:
+                assert traced == {picked}, f"{numel}: ran {traced}, chose {picked}"
+    if world_size > 1:
+        one_way = dict(tables[0][0])
+        assert all(t > 0 and math.isfinite(t) for t in one_way.values())
+
+
+def test_unknown_algorithm_lists_auto():
+    with pytest.raises(ValueError, match="auto"):
+        comm.all_reduce(torch.ones(3), algorithm="fastest")
