@@ -38,7 +38,7 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
         for i, nbytes in enumerate(sizes):
             buf = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
             best = float("inf")
-            for _ in range(repeats + 1):    # +1: the first round trip sets up buffers
+            for j in range(repeats + 1):    # +1: the first round trip sets up buffers
                 start = time.perf_counter()
                 if comm.rank == 0:
                     comm.send(buf, peer, step=0, phase="ping")
@@ -46,7 +46,8 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
                 else:
                     comm.recv(buf, peer, step=0, phase="ping")
                     comm.send(buf, peer, step=1, phase="pong")
-                best = min(best, (time.perf_counter() - start) / 2)
+                if j > 0:
+                    best = min(best, (time.perf_counter() - start) / 2)
             times[i] = best
     if comm.world_size > 1:
         dist.broadcast(times, group_src=0, group=group)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from hpclab.comm.ops import combine_
-from hpclab.comm.p2p import Comm, split
+from hpclab.comm.p2p import PIECE_BYTES, Comm, Inbox, segments, split
 
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
@@ -36,14 +36,17 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
     """Push: afterwards chunk r of x on rank r holds the reduction of everyone's chunk r."""
     p, r = comm.world_size, comm.rank
     chunks = split(x, p)
-    inboxes = [torch.empty_like(chunks[r]) for _ in range(p - 1)]
-    recvs = [comm.irecv(inboxes[k - 1], (r - k) % p, step=k - 1, phase="push")
-             for k in range(1, p)]
+    mine = segments(chunks[r], PIECE_BYTES)
+    # one inbox per worker, all posted at once; each receives piece by piece into a few
+    # reusable slots, so adding piece j overlaps the transfer of the next pieces and no
+    # chunk-sized buffer is allocated (page faults) on every call
+    inboxes = [Inbox(comm, (r - k) % p, [q.numel() for q in mine], x, steps=[k - 1] * len(mine),
+                     phase="push") for k in range(1, p)]
     sends = [comm.isend(chunks[(r + k) % p], (r + k) % p, step=k - 1, phase="push",
                         chunk=(r + k) % p) for k in range(1, p)]
-    for recv, inbox in zip(recvs, inboxes):
-        comm.wait(recv)
-        combine_(chunks[r], inbox, op)
+    for inbox in inboxes:
+        for piece in mine:
+            combine_(piece, inbox.next(), op)
     comm.wait(*sends)
 
 

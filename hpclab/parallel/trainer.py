@@ -37,7 +37,7 @@ LOSSES = ("cross_entropy", "mse")
 class TrainerConfig:
     batch_size: int = 64             # global batch B, split as B/p per rank
     accumulation: int = 1            # micro-batches per step (no_sync on all but the last)
-    algorithm: str = "ring"          # hpclab.comm algorithm, or "torch"
+    algorithm: str = "auto"          # hpclab.comm algorithm ("auto": the model picks), or "torch"
     bucket_cap_mb: float = 25.0      # torch DDP's default; see buckets.py
     loss: str = "cross_entropy"      # or "mse"
     seed: int = 0                    # data order and each rank's RNG stream
