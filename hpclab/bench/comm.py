@@ -36,7 +36,7 @@ REFERENCE = "torch"
 class BenchConfig:
     engines: int = 2
     sizes: list[int] = field(default_factory=lambda: list(SIZES))
-    repeats: int = 10
+    repeats: int = 20
     statistic: str = "median"    # or "min"
     out: str = "comm_bench.png"
     local: bool = False          # forked processes instead of ipyparallel engines
@@ -180,8 +180,8 @@ def format_machine(results: dict) -> str:
 def choices(results: dict, p: int) -> str:
     """What algorithm="auto" would pick per size (the model with the measured costs),
     against the fastest measured, and what the pick costs over the fastest."""
-    lines = [f"{'size':>8}  {'model picks':<18} {'fastest measured':<18} {'pick/fastest':>12}"
-             "  (torch excluded)"]
+    head = f"{'size':>8}  {'model picks':<18} {'fastest measured':<18} {'pick/fastest':>12}"
+    lines = [head + "  (torch excluded)"]
     for nbytes, times in results["times"].items():
         ours = {a: t for a, t in times.items() if a != REFERENCE}
         costs = measured_costs(results, nbytes)
@@ -257,7 +257,7 @@ def human(nbytes: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench comm", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=int, default=2, help="number of ranks p (default 2)")
-    ap.add_argument("--repeats", type=int, default=10,
+    ap.add_argument("--repeats", type=int, default=20,
                     help="runs per measurement (x4 up to 1 MiB, x2 above)")
     ap.add_argument("--statistic", choices=("median", "min"), default="median",
                     help="what to keep of the runs (default median: the model's parts and "

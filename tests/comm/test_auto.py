@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.unit_c]
 
 C = model.Params(alpha=20e-6, beta=0.5e-9, gamma=0.25e-9, beta_duplex=1.2e-9,
                  alpha_duplex=35e-6)
-POWERS = [1 << k for k in range(0, 27)]      # 1 B … 64 MiB
+POWERS = [1 << k for k in range(27)]      # 1 B … 64 MiB
 
 
 def tables_from(c: model.Params) -> model.MeasuredCosts:
