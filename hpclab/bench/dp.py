@@ -96,7 +96,8 @@ def measure_on_rank(ctx, n: int, model: str, steps: int, repeats: int) -> dict |
         if hasattr(wrapped[impl], "close"):
             wrapped[impl].close()
     n_params = sum(p.numel() for p in nets["torch-ddp"][0].parameters())
-    return {"params": n_params,
+    picks = sorted(set(wrapped["ours-auto"].bucket_algorithms()))
+    return {"params": n_params, "auto_picks": picks,
             **{impl: {"step": statistics.median(times[impl]),
                       "comm": statistics.median(comm[impl])} for impl in IMPLS}}
 
@@ -112,8 +113,10 @@ def dp_table(cluster, models, engines, steps, repeats) -> list[dict]:
                 step = max(r[impl]["step"] for r in res if r is not None)
                 comm = max(r[impl]["comm"] for r in res if r is not None)
                 base.setdefault(impl, step)
+                label = impl if impl != "ours-auto" else \
+                    f"ours-auto ({', '.join(res[0]['auto_picks'])})"
                 rows.append({"model": model, "params": res[0]["params"], "engines": n,
-                             "impl": impl, "step_ms": 1e3 * step, "comm_ms": 1e3 * comm,
+                             "impl": impl, "label": label, "step_ms": 1e3 * step, "comm_ms": 1e3 * comm,
                              "efficiency": base[impl] / step})
         for r in rows:
             if r["model"] == model:
@@ -167,7 +170,7 @@ def format_table(rows: list[dict]) -> str:
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         comm = "n/a" if r["impl"] == "torch-ddp" else f"{r['comm_ms']:.2f}"
-        lines.append(f"| {r['model']} | {r['params']} | {r['engines']} | {r['impl']} | "
+        lines.append(f"| {r['model']} | {r['params']} | {r['engines']} | {r['label']} | "
                      f"{r['step_ms']:.2f} | {r['vs_torch']:.2f}x | {comm} | "
                      f"{r['efficiency']:.2f} |")
     return "\n".join(lines)
