@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 import torch
 
 from hpclab.comm import ALGORITHMS, model
-from hpclab.comm.measure import exchange, ping_pong, reduction_times, time_all_reduces
+from hpclab.comm.measure import (
+    exchange,
+    one_way,
+    ping_pong,
+    reduction_times,
+    time_all_reduces,
+)
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZES = [4 * KiB * 4 ** k for k in range(8)]          # 4 KiB, 16 KiB, …, 64 MiB
@@ -51,9 +57,11 @@ def repeats_for(nbytes: int, repeats: int) -> int:
 def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> dict:
     """SPMD on every rank: the machine's message costs and all-reduce times (same on every
     rank). For each all-reduce size n, every run measures, in turn, the messages the
-    algorithms send for it (ping-pong, exchange and local add of n, n/2, …, n/p bytes:
+    algorithms send for it (ping-pong, one-way, exchange and local add of n, n/2, …, n/p bytes:
     `part_sizes`) and then every algorithm, so that the model's parts and the collectives
-    it predicts share the same load, caches and memory state.
+    it predicts share the same load, caches and memory state. One-way messages and
+    exchanges are timed like the collectives, from a barrier to the slower rank's finish;
+    the ping-pong (half a round trip, the textbook α + nβ) feeds the fitted α–β–γ model.
 
     Each figure is the median of its runs (statistic="min": the best). The model adds
     several measured parts, and a sum of minima is smaller than the minimum of the sum:
@@ -61,7 +69,8 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
     machine. Medians add up consistently, minima do not."""
     pick = {"median": statistics.median, "min": min}[statistic]
     p = torch.distributed.get_world_size()
-    results = {"ping_pong": {}, "exchange": {}, "reduce": {}, "times": {}, "parts": {}}
+    results = {"ping_pong": {}, "one_way": {}, "exchange": {}, "reduce": {}, "times": {},
+               "parts": {}}
     for nbytes in [4, 64, KiB] + list(sizes):      # the tiny sizes: α of the fitted model
         x = torch.ones(max(nbytes // 4, 1))
         parts = part_sizes(nbytes, p) if nbytes in sizes else [nbytes]
@@ -70,6 +79,7 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
             turn = {}
             for m in parts:
                 turn["ping_pong", m] = ping_pong([m], repeats=1, timeout=ctx.timeout)[m]
+                turn["one_way", m] = one_way([m], repeats=1, timeout=ctx.timeout)[m]
                 turn["exchange", m] = exchange([m], repeats=1, timeout=ctx.timeout)[m]
                 turn["reduce", m] = reduction_times([m], repeats=1)[m]
             if nbytes in sizes:
@@ -81,7 +91,7 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
                     runs.setdefault(k, []).append(t)
         figures = {k: pick(v) for k, v in runs.items()}
         figures.update(slowest_rank({k: t for k, t in figures.items() if k[0] == "reduce"}))
-        mine = {"ping_pong": {}, "exchange": {}, "reduce": {}}
+        mine = {"ping_pong": {}, "one_way": {}, "exchange": {}, "reduce": {}}
         for (kind, key), t in figures.items():
             if kind == "times":
                 results["times"].setdefault(nbytes, {})[key] = t
@@ -131,7 +141,7 @@ def measured_costs(results: dict, nbytes: int | None = None) -> model.MeasuredCo
     """The same formulas priced with measured message costs: those measured alongside the
     n-byte all-reduces (`nbytes`), or the whole machine table."""
     table = results["parts"][nbytes] if nbytes is not None else results
-    return model.MeasuredCosts(table["ping_pong"], table["exchange"], table["reduce"])
+    return model.MeasuredCosts(table["one_way"], table["exchange"], table["reduce"])
 
 
 def table(results: dict, params: model.Params, p: int,
@@ -168,10 +178,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def format_machine(results: dict) -> str:
-    lines = [f"{'size':>8} {'ping-pong ms':>12} {'exchange ms':>11} {'add ms':>8}"]
-    for nbytes, one_way in sorted(results["ping_pong"].items()):
-        add = results["reduce"].get(nbytes)
-        lines.append(f"{human(nbytes):>8} {1e3 * one_way:>12.3f} "
+    head = f"{'size':>8} {'ping-pong ms':>12} {'one-way ms':>10} {'exchange ms':>11}"
+    lines = [f"{head} {'add ms':>8}"]
+    for nbytes, half_round_trip in sorted(results["ping_pong"].items()):
+        add, sent = results["reduce"].get(nbytes), results["one_way"].get(nbytes)
+        lines.append(f"{human(nbytes):>8} {1e3 * half_round_trip:>12.3f} "
+                     f"{'' if sent is None else f'{1e3 * sent:.3f}':>10} "
                      f"{1e3 * results['exchange'][nbytes]:>11.3f} "
                      f"{'' if add is None else f'{1e3 * add:.3f}':>8}")
     return "\n".join(lines)

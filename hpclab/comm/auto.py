@@ -1,17 +1,16 @@
 """algorithm="auto": let the cost model pick the all-reduce algorithm for each size.
 
 What MPI libraries and NCCL do, with the course's own model: the first "auto" call in a
-process group measures what messages cost there (calibrate: ping-pong, exchange and local
-additions at powers of 4 from 4 B to 16 MiB, well under a second), and from then on every
-all-reduce of n bytes runs
+process group measures what messages cost there (calibrate: one-way messages, exchanges
+and local additions at powers of 4 from 4 B to 16 MiB, well under a second), and from then
+on every all-reduce of n bytes runs
 
     argmin over algorithms A of  T_A(n, p)        (model.predict with the measured costs)
 
 so small messages get a latency-bound algorithm (few steps: tree, recursive doubling) and
 large ones a bandwidth-bound one (ring, halving-doubling) — wherever the crossover lies on
-this machine. Every rank holds the same measured table (rank 0's ping-pong, the slowest
-rank's exchanges and additions), so every rank picks the same algorithm: a collective must
-run the same algorithm everywhere.
+this machine. Every rank holds the same measured table (the slowest rank's times), so
+every rank picks the same algorithm: a collective must run the same algorithm everywhere.
 
     costs = hpclab.comm.calibrate()          # collective: call it on every rank, once
     hpclab.comm.choose(4 << 20)              # "ring", "tree", ... for a 4 MiB all-reduce
@@ -41,19 +40,19 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
 
     Returns the same model.MeasuredCosts on every rank. On one rank there is nothing to
     measure: the table is empty and choose() answers "ring" (any algorithm is a no-op)."""
-    from hpclab.comm.measure import exchange, ping_pong, reduction_times
+    from hpclab.comm.measure import exchange, one_way, reduction_times
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sizes = sorted(int(n) for n in sizes)
     if dist.get_world_size(group) == 1:
         costs = model.MeasuredCosts({}, {}, {})
     else:
-        one_way = ping_pong(sizes, repeats=repeats, group=group, timeout=timeout)
+        sends = one_way(sizes, repeats=repeats, group=group, timeout=timeout)
         swaps = exchange(sizes, repeats=repeats, group=group, timeout=timeout)
         adds = reduction_times(sizes, repeats=repeats)
         slowest = torch.tensor([adds[n] for n in sizes], dtype=torch.float64)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
-        costs = model.MeasuredCosts(one_way, swaps, dict(zip(sizes, slowest.tolist())))
+        costs = model.MeasuredCosts(sends, swaps, dict(zip(sizes, slowest.tolist())))
     key = _key(group)
     _costs[key] = costs
     for k in [k for k in _choices if k[0] is key]:

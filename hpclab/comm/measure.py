@@ -3,6 +3,7 @@
 Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_local):
 
     pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
+    ow = one_way([4, 4096, 1 << 20])           # {nbytes: seconds}, 0 -> 1 from a barrier
     ex = exchange([4, 4096, 1 << 20])          # {nbytes: seconds}, all ranks in pairs at once
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
     params = model.fit(pp, red, ex)
@@ -52,6 +53,29 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
     if comm.world_size > 1:
         dist.broadcast(times, group_src=0, group=group)
     return {int(n): float(t) for n, t in zip(sizes, times)}
+
+
+def one_way(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
+    """Time for rank 0 to send n bytes to rank 1, from a barrier to the slower of the two:
+    a one-way message timed the way the collectives are (and exchange below), so that it
+    includes leaving the barrier together. The ping-pong's half round trip does not; it
+    is the textbook α + nβ, this is what one step of the tree or naive algorithm costs."""
+    comm = Comm.of(group, timeout, collective="one_way", algorithm="naive", trace=None)
+    times = torch.zeros(len(sizes), repeats, dtype=torch.float64)
+    for i, nbytes in enumerate(sizes):
+        buf = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
+        for j in range(-1, repeats):
+            dist.barrier(group=group)
+            start = time.perf_counter()
+            if comm.world_size > 1 and comm.rank == 0:
+                comm.send(buf, 1, step=0, phase="one way")
+            elif comm.rank == 1:
+                comm.recv(buf, 0, step=0, phase="one way")
+            if j >= 0:
+                times[i, j] = time.perf_counter() - start
+    if comm.world_size > 1:
+        dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
+    return {int(n): float(t) for n, t in zip(sizes, times.min(dim=1).values)}
 
 
 def exchange(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
