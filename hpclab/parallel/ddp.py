@@ -159,6 +159,8 @@ class DistributedDataParallel(nn.Module):
     def _on_grad_ready(self, param: torch.Tensor) -> None:
         if not self.require_grad_sync:
             return
+        if self.world_size == 1 and not self._custom_hook:
+            return   # the average over one rank is its own gradient: nothing to send
         if not self._in_backward:
             self._in_backward = True
             self._next_launch = 0
