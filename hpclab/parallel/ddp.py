@@ -109,6 +109,8 @@ class DistributedDataParallel(nn.Module):
     def bucket_algorithms(self) -> list[str]:
         """The all-reduce algorithm each bucket uses (with "auto": the model's pick for the
         bucket's size; a registered comm hook decides for itself)."""
+        if self.world_size == 1 and not self._custom_hook:
+            return ["none"] * len(self.buckets)     # one rank: nothing is sent
         if self.algorithm != "auto":
             return [self.algorithm] * len(self.buckets)
         from hpclab.comm import choose
