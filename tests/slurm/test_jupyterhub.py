@@ -162,8 +162,12 @@ c.ProfilesSpawner.profiles = [(d, k, cls, dict(conf, req_homedir={str(HUB_DIR / 
                 pass
 
 
-def execute(hub: Hub, code: str, timeout: float = 60.0) -> dict:
-    """Run `code` in a new kernel of the user's server, through the Hub's proxy."""
+def execute(hub: Hub, code: str, timeout: float = 90.0) -> dict:
+    """Run `code` in a new kernel of the user's server, through the Hub's proxy.
+
+    As JupyterLab does, first a kernel_info handshake (resent every few seconds until the
+    kernel answers: a kernel that is still starting can miss the first message), then the
+    execute_request; every wait is bounded, and running out of time returns what arrived."""
     import websocket
 
     headers = {"Authorization": f"token {hub.token}"}
@@ -172,20 +176,40 @@ def execute(hub: Hub, code: str, timeout: float = 60.0) -> dict:
     kernel = r.json()["id"]
     ws_url = hub.user_url(f"/api/kernels/{kernel}/channels").replace("http://", "ws://")
     ws = websocket.create_connection(ws_url, header=[f"Authorization: token {hub.token}"],
-                                     timeout=timeout)
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": USER,
-                   "session": uuid.uuid4().hex, "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False}}))
-    out = {"stdout": "", "error": None, "status": None}
+                                     timeout=5)
+    session = uuid.uuid4().hex
+
+    def request(msg_type: str, content: dict) -> str:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": msg_type, "username": USER,
+                       "session": session, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "content": content}))
+        return msg_id
+
+    def next_message() -> dict | None:
+        try:
+            return json.loads(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            return None
+
+    out = {"stdout": "", "error": None, "status": None, "kernel_info": False}
     deadline = time.monotonic() + timeout
     try:
+        info_id, sent = request("kernel_info_request", {}), time.monotonic()
+        while not out["kernel_info"] and time.monotonic() < deadline:
+            msg = next_message()
+            if msg and msg.get("parent_header", {}).get("msg_id") == info_id \
+                    and msg["msg_type"] == "kernel_info_reply":
+                out["kernel_info"] = True
+            elif time.monotonic() - sent > 5:
+                info_id, sent = request("kernel_info_request", {}), time.monotonic()
+        msg_id = request("execute_request", {"code": code, "silent": False,
+                                             "store_history": False, "user_expressions": {},
+                                             "allow_stdin": False})
         while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            msg = next_message()
+            if msg is None or msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
@@ -221,22 +245,23 @@ def test_notebook_cell_runs_in_a_slurm_job_through_the_hub(hub):
         wait_for(lambda: hub.server().get("ready"), 130, "the user server")
     except TimeoutError:
         pytest.fail(f"server not ready; queue: {user_jobs()}\n{hub.log_tail()}")
-    jobs = user_jobs()
-    assert len(jobs) == 1 and " RUNNING " in jobs[0], jobs
-    job_id = jobs[0].split()[0]
+    try:
+        jobs = user_jobs()
+        assert len(jobs) == 1 and " RUNNING " in jobs[0], jobs
+        job_id = jobs[0].split()[0]
 
-    out = execute(hub, CELL)
-    assert out["error"] is None and out["status"] == "ok", out
-    words = out["stdout"].split()
-    assert words[words.index("job") + 1] == job_id          # the cell ran inside the job
-    assert words[words.index("user") + 1] == USER           # as the Hub user
-    assert words[words.index("sum") + 1] == "6.0"
-    assert "kernel-file-modes ['0o600']" in out["stdout"]   # keys readable by owner only
-
-    r = hub.api("DELETE", f"/users/{USER}/server")
-    assert r.status_code in (202, 204), r.text
-    wait_for(lambda: not hub.server(), 60, "the server to stop")
-    wait_for(lambda: user_jobs() == [], 60, "the Slurm job to leave the queue")
+        out = execute(hub, CELL)
+        assert out["error"] is None and out["status"] == "ok", (out, hub.log_tail())
+        words = out["stdout"].split()
+        assert words[words.index("job") + 1] == job_id          # the cell ran inside the job
+        assert words[words.index("user") + 1] == USER           # as the Hub user
+        assert words[words.index("sum") + 1] == "6.0"
+        assert "kernel-file-modes ['0o600']" in out["stdout"]   # keys readable by owner only
+    finally:   # stopping the server must cancel the job (and leaves the Hub clean)
+        r = hub.api("DELETE", f"/users/{USER}/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: not hub.server(), 60, "the server to stop")
+        wait_for(lambda: user_jobs() == [], 60, "the Slurm job to leave the queue")
 
 
 def test_gpu_profile_on_a_cpu_cluster_fails_with_slurms_reason(hub):
