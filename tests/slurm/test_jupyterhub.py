@@ -238,6 +238,7 @@ print("kernel-file-modes", sorted({oct(stat.S_IMODE(os.stat(f).st_mode)) for f i
 """
 
 
+@pytest.mark.timeout(600)   # spawn ≤ 130 s + cell ≤ 90 s + stop ≤ 120 s; 20–100 s seen
 def test_notebook_cell_runs_in_a_slurm_job_through_the_hub(hub):
     r = hub.api("POST", f"/users/{USER}/server", json={"profile": "cpu"})
     assert r.status_code in (201, 202), (r.status_code, r.text)
