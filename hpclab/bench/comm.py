@@ -29,6 +29,7 @@ from hpclab.comm.measure import (
     one_way,
     ping_pong,
     reduction_times,
+    slowest_rank,
     time_all_reduces,
 )
 
@@ -109,13 +110,6 @@ def part_sizes(nbytes: int, p: int) -> list[int]:
     p2 = 1 << (p.bit_length() - 1)
     halves = [max(nbytes >> k, 1) for k in range(p2.bit_length())]
     return sorted({*halves, max(nbytes // p, 1)}, reverse=True)
-
-
-def slowest_rank(times: dict) -> dict:
-    """Each local time on the slowest rank (all ranks ran at once and shared the cores)."""
-    t = torch.tensor(list(times.values()), dtype=torch.float64)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return dict(zip(times, t.tolist()))
 
 
 def run(cfg: BenchConfig) -> tuple[dict, str]:

@@ -29,5 +29,5 @@ from hpclab.comm.ops import OPS
 from hpclab.comm.trace import Message, Trace, gather_traces, table, timeline, tracing
 
 __all__ = ["ALGORITHMS", "OPS", "CommError", "CommTimeout", "Message", "Trace",
-           "all_gather", "all_reduce", "broadcast", "calibrate", "choose", "gather_traces", "model", "reduce",
-           "reduce_scatter", "table", "timeline", "tracing"]
+           "all_gather", "all_reduce", "broadcast", "calibrate", "choose", "gather_traces",
+           "model", "reduce", "reduce_scatter", "table", "timeline", "tracing"]

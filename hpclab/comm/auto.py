@@ -21,14 +21,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import torch
 import torch.distributed as dist
 
 from hpclab.comm import model
 
 CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(12))   # 4 B, 16 B, …, 16 MiB
-CANDIDATES = ("ring", "recursive_doubling", "halving_doubling", "tree", "parameter_server",
-              "naive")
 
 _costs: dict = {}     # process group -> MeasuredCosts (the group object is kept: no id reuse)
 _choices: dict = {}   # (process group, nbytes) -> algorithm
@@ -40,7 +37,7 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
 
     Returns the same model.MeasuredCosts on every rank. On one rank there is nothing to
     measure: the table is empty and choose() answers "ring" (any algorithm is a no-op)."""
-    from hpclab.comm.measure import exchange, one_way, reduction_times
+    from hpclab.comm.measure import exchange, one_way, reduction_times, slowest_rank
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sizes = sorted(int(n) for n in sizes)
@@ -49,10 +46,8 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     else:
         sends = one_way(sizes, repeats=repeats, group=group, timeout=timeout)
         swaps = exchange(sizes, repeats=repeats, group=group, timeout=timeout)
-        adds = reduction_times(sizes, repeats=repeats)
-        slowest = torch.tensor([adds[n] for n in sizes], dtype=torch.float64)
-        dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
-        costs = model.MeasuredCosts(sends, swaps, dict(zip(sizes, slowest.tolist())))
+        adds = slowest_rank(reduction_times(sizes, repeats=repeats), group)
+        costs = model.MeasuredCosts(sends, swaps, adds)
     key = _key(group)
     _costs[key] = costs
     for k in [k for k in _choices if k[0] is key]:
@@ -73,8 +68,7 @@ def choose(nbytes: int, group=None, timeout: float | timedelta | None = None) ->
     key = (_key(group), int(nbytes))
     if key not in _choices:
         p, costs = dist.get_world_size(group), costs_of(group, timeout)
-        _choices[key] = "ring" if p == 1 else model.best_algorithm(nbytes, p, costs,
-                                                                   algorithms=CANDIDATES)
+        _choices[key] = "ring" if p == 1 else model.best_algorithm(nbytes, p, costs)
     return _choices[key]
 
 

@@ -61,21 +61,16 @@ def one_way(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, flo
     includes leaving the barrier together. The ping-pong's half round trip does not; it
     is the textbook α + nβ, this is what one step of the tree or naive algorithm costs."""
     comm = Comm.of(group, timeout, collective="one_way", algorithm="naive", trace=None)
-    times = torch.zeros(len(sizes), repeats, dtype=torch.float64)
-    for i, nbytes in enumerate(sizes):
-        buf = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
-        for j in range(-1, repeats):
-            dist.barrier(group=group)
-            start = time.perf_counter()
-            if comm.world_size > 1 and comm.rank == 0:
-                comm.send(buf, 1, step=0, phase="one way")
-            elif comm.rank == 1:
-                comm.recv(buf, 0, step=0, phase="one way")
-            if j >= 0:
-                times[i, j] = time.perf_counter() - start
-    if comm.world_size > 1:
-        dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
-    return {int(n): float(t) for n, t in zip(sizes, times.min(dim=1).values)}
+
+    def operation(nbytes: int):
+        buf = torch.zeros(max(nbytes, 1), dtype=torch.uint8)
+        if comm.world_size > 1 and comm.rank == 0:
+            return lambda: comm.send(buf, 1, step=0, phase="one way")
+        if comm.rank == 1:
+            return lambda: comm.recv(buf, 0, step=0, phase="one way")
+        return lambda: None
+
+    return _from_barrier(sizes, repeats, group, operation)
 
 
 def exchange(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
@@ -85,20 +80,43 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, fl
     same CPUs copy both directions (and all p ranks share the cores)."""
     comm = Comm.of(group, timeout, collective="exchange", algorithm="naive", trace=None)
     partner = comm.rank ^ 1
+
+    def operation(nbytes: int):
+        mine = torch.zeros(max(nbytes, 1), dtype=torch.uint8)
+        theirs = torch.empty_like(mine)
+        if partner < comm.world_size:
+            return lambda: comm.exchange(mine, partner, theirs, partner, step=0,
+                                         phase="exchange")
+        return lambda: None
+
+    return _from_barrier(sizes, repeats, group, operation)
+
+
+def _from_barrier(sizes, repeats: int, group, operation) -> dict[int, float]:
+    """For each size, `operation(nbytes)` gives the call to time; every run starts at a
+    barrier (one untimed run first), a run's time is the slowest rank's, and the best of
+    `repeats` runs is kept. Same figures on every rank."""
     times = torch.zeros(len(sizes), repeats, dtype=torch.float64)
     for i, nbytes in enumerate(sizes):
-        mine = torch.zeros(max(int(nbytes), 1), dtype=torch.uint8)
-        theirs = torch.empty_like(mine)
+        run = operation(int(nbytes))
         for j in range(-1, repeats):
             dist.barrier(group=group)
             start = time.perf_counter()
-            if partner < comm.world_size:
-                comm.exchange(mine, partner, theirs, partner, step=0, phase="exchange")
+            run()
             if j >= 0:
                 times[i, j] = time.perf_counter() - start
-    if comm.world_size > 1:
+    if dist.get_world_size(group) > 1:
         dist.all_reduce(times, op=dist.ReduceOp.MAX, group=group)
     return {int(n): float(t) for n, t in zip(sizes, times.min(dim=1).values)}
+
+
+def slowest_rank(times: dict, group=None) -> dict:
+    """Local times (all ranks ran at once and shared the cores) → each one's value on the
+    slowest rank, the same dict on every rank."""
+    t = torch.tensor(list(times.values()), dtype=torch.float64)
+    if dist.get_world_size(group) > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    return dict(zip(times, t.tolist()))
 
 
 def reduction_times(sizes, dtype=torch.float32, repeats: int = 10) -> dict[int, float]:

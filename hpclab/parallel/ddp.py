@@ -109,8 +109,8 @@ class DistributedDataParallel(nn.Module):
     def bucket_algorithms(self) -> list[str]:
         """The all-reduce algorithm each bucket uses (with "auto": the model's pick for the
         bucket's size; a registered comm hook decides for itself)."""
-        if self.world_size == 1 and not self._custom_hook:
-            return ["none"] * len(self.buckets)     # one rank: nothing is sent
+        if not self._communicates():
+            return ["none"] * len(self.buckets)
         if self.algorithm != "auto":
             return [self.algorithm] * len(self.buckets)
         from hpclab.comm import choose
@@ -161,8 +161,8 @@ class DistributedDataParallel(nn.Module):
     def _on_grad_ready(self, param: torch.Tensor) -> None:
         if not self.require_grad_sync:
             return
-        if self.world_size == 1 and not self._custom_hook:
-            return   # the average over one rank is its own gradient: nothing to send
+        if not self._communicates():
+            return
         if not self._in_backward:
             self._in_backward = True
             self._next_launch = 0
@@ -177,6 +177,11 @@ class DistributedDataParallel(nn.Module):
                and self.buckets[self._next_launch].ready == len(self.buckets[self._next_launch].params)):
             self._launch(self.buckets[self._next_launch])
             self._next_launch += 1
+
+    def _communicates(self) -> bool:
+        """False on one rank without a comm hook: the average over one rank is its own
+        gradient, so there is nothing to pack or send."""
+        return self.world_size > 1 or self._custom_hook
 
     def _use_thread(self) -> bool:
         return self._custom_hook or self.algorithm != "torch"

@@ -75,8 +75,7 @@ def auto_on_rank(ctx, sizes):
             comm.all_reduce(x, algorithm="auto")
         picked = comm.choose(numel * 8)
         model_pick = ("ring" if ctx.world_size == 1 else
-                      model.best_algorithm(numel * 8, ctx.world_size, costs,
-                                           algorithms=comm.auto.CANDIDATES))
+                      model.best_algorithm(numel * 8, ctx.world_size, costs))
         traced = {m.algorithm for m in trace.messages}
         results.append((numel, picked, model_pick, traced, torch.equal(x, expected)))
     return table, results
