@@ -26,11 +26,14 @@ def test_quick_bench_prints_every_row(tmp_path, capsys):
     assert plot.stat().st_size > 10_000
 
 
-def test_saved_measurements_rebuild_the_tables(tmp_path):
+def test_saved_measurements_rebuild_the_tables(tmp_path, capsys):
     """--save writes the raw tables; the model priced from them matches the printed one."""
     import json
     saved = tmp_path / "comm.json"
     assert bench.main(["--quick", "--out", str(tmp_path / "c.png"), "--save", str(saved)]) == 0
+    printed = {(int(r[0]) * 1024 ** (["B", "KiB", "MiB"].index(r[1])), r[2]): float(r[6])
+               for r in (line.split() for line in capsys.readouterr().out.splitlines())
+               if len(r) == 10 and r[1] in ("B", "KiB", "MiB")}
     raw = json.loads(saved.read_text())
     results = {k: {int(n): v for n, v in raw[k].items()}
                for k in ("ping_pong", "exchange", "reduce", "times", "parts")}
@@ -41,6 +44,8 @@ def test_saved_measurements_rebuild_the_tables(tmp_path):
     assert sorted(results["times"]) == [4096, 65536, 1 << 20]
     rows = bench.table(results, bench.fit(results), raw["p"])
     assert {r["algorithm"] for r in rows} == set(ALGORITHMS["all_reduce"])
+    for r in rows:
+        assert printed[r["bytes"], r["algorithm"]] == pytest.approx(r["model_ms"], abs=5e-4)
 
 
 def test_bench_rejects_one_engine():
