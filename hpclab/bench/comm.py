@@ -37,6 +37,9 @@ KiB, MiB = 1 << 10, 1 << 20
 SIZES = [4 * KiB * 4 ** k for k in range(8)]          # 4 KiB, 16 KiB, …, 64 MiB
 QUICK_SIZES = [4 * KiB, 64 * KiB, 1 * MiB]
 REFERENCE = "torch"
+# what `measure` times for every message size: ping-pong, one-way message, exchange, the
+# two reducing steps (one-way and exchange with the receiver adding) and a local add
+KINDS = ("ping_pong", "one_way", "exchange", "one_way_reduce", "exchange_reduce", "reduce")
 
 
 @dataclass
@@ -58,8 +61,8 @@ def repeats_for(nbytes: int, repeats: int) -> int:
 def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> dict:
     """SPMD on every rank: the machine's message costs and all-reduce times (same on every
     rank). For each all-reduce size n, every run measures, in turn, the messages the
-    algorithms send for it (ping-pong, one-way, exchange and local add of n, n/2, …, n/p bytes:
-    `part_sizes`) and then every algorithm, so that the model's parts and the collectives
+    algorithms send for it (ping-pong, one-way, exchange, the reducing one-way and exchange
+    steps and local add of n, n/2, …, n/p bytes: `part_sizes`) and then every algorithm, so that the model's parts and the collectives
     it predicts share the same load, caches and memory state. One-way messages and
     exchanges are timed like the collectives, from a barrier to the slower rank's finish;
     the ping-pong (half a round trip, the textbook α + nβ) feeds the fitted α–β–γ model.
@@ -70,8 +73,7 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
     machine. Medians add up consistently, minima do not."""
     pick = {"median": statistics.median, "min": min}[statistic]
     p = torch.distributed.get_world_size()
-    results = {"ping_pong": {}, "one_way": {}, "exchange": {}, "reduce": {}, "times": {},
-               "parts": {}}
+    results = {kind: {} for kind in KINDS + ("times", "parts")}
     for nbytes in [4, 64, KiB] + list(sizes):      # the tiny sizes: α of the fitted model
         x = torch.ones(max(nbytes // 4, 1))
         parts = part_sizes(nbytes, p) if nbytes in sizes else [nbytes]
@@ -82,6 +84,10 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
                 turn["ping_pong", m] = ping_pong([m], repeats=1, timeout=ctx.timeout)[m]
                 turn["one_way", m] = one_way([m], repeats=1, timeout=ctx.timeout)[m]
                 turn["exchange", m] = exchange([m], repeats=1, timeout=ctx.timeout)[m]
+                turn["one_way_reduce", m] = one_way([m], repeats=1, timeout=ctx.timeout,
+                                                    reduce=True)[m]
+                turn["exchange_reduce", m] = exchange([m], repeats=1, timeout=ctx.timeout,
+                                                      reduce=True)[m]
                 turn["reduce", m] = reduction_times([m], repeats=1)[m]
             if nbytes in sizes:
                 for algorithm, t in time_all_reduces(x, ALGORITHMS["all_reduce"], repeats=1,
@@ -92,7 +98,7 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
                     runs.setdefault(k, []).append(t)
         figures = {k: pick(v) for k, v in runs.items()}
         figures.update(slowest_rank({k: t for k, t in figures.items() if k[0] == "reduce"}))
-        mine = {"ping_pong": {}, "one_way": {}, "exchange": {}, "reduce": {}}
+        mine = {kind: {} for kind in KINDS}
         for (kind, key), t in figures.items():
             if kind == "times":
                 results["times"].setdefault(nbytes, {})[key] = t
@@ -135,7 +141,8 @@ def measured_costs(results: dict, nbytes: int | None = None) -> model.MeasuredCo
     """The same formulas priced with measured message costs: those measured alongside the
     n-byte all-reduces (`nbytes`), or the whole machine table."""
     table = results["parts"][nbytes] if nbytes is not None else results
-    return model.MeasuredCosts(table["one_way"], table["exchange"], table["reduce"])
+    return model.MeasuredCosts(table["one_way"], table["exchange"], table["reduce"],
+                               table.get("one_way_reduce"), table.get("exchange_reduce"))
 
 
 def table(results: dict, params: model.Params, p: int,
@@ -172,14 +179,19 @@ def format_table(rows: list[dict]) -> str:
 
 
 def format_machine(results: dict) -> str:
-    head = f"{'size':>8} {'ping-pong ms':>12} {'one-way ms':>10} {'exchange ms':>11}"
-    lines = [f"{head} {'add ms':>8}"]
-    for nbytes, half_round_trip in sorted(results["ping_pong"].items()):
-        add, sent = results["reduce"].get(nbytes), results["one_way"].get(nbytes)
-        lines.append(f"{human(nbytes):>8} {1e3 * half_round_trip:>12.3f} "
-                     f"{'' if sent is None else f'{1e3 * sent:.3f}':>10} "
-                     f"{1e3 * results['exchange'][nbytes]:>11.3f} "
-                     f"{'' if add is None else f'{1e3 * add:.3f}':>8}")
+    head = (f"{'size':>8} {'ping-pong ms':>12} {'one-way ms':>10} {'exchange ms':>11} "
+            f"{'one-way+add':>11} {'exchange+add':>12} {'add ms':>8}")
+    lines = [head]
+
+    def ms(kind, nbytes, width):
+        t = results.get(kind, {}).get(nbytes)
+        return f"{'' if t is None else f'{1e3 * t:.3f}':>{width}}"
+
+    for nbytes in sorted(results["ping_pong"]):
+        lines.append(f"{human(nbytes):>8} {ms('ping_pong', nbytes, 12)} "
+                     f"{ms('one_way', nbytes, 10)} {ms('exchange', nbytes, 11)} "
+                     f"{ms('one_way_reduce', nbytes, 11)} {ms('exchange_reduce', nbytes, 12)} "
+                     f"{ms('reduce', nbytes, 8)}")
     return "\n".join(lines)
 
 
@@ -292,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = table(results, params, p)
     print(f"hpclab bench comm: all-reduce on {where}, p = {p}, float32, {cfg.statistic} of "
           f"{cfg.repeats}-{4 * cfg.repeats} runs; reference: torch.distributed.all_reduce (gloo)")
-    print("\nthe machine: one-way ping-pong (ranks 0-1), exchange (all ranks in pairs at once),"
-          " local add")
+    print("\nthe machine: one-way ping-pong (ranks 0-1), one-way message from a barrier, "
+          "exchange (all ranks in pairs at once), the same two with the receiver adding what "
+          "arrives (float32), local add")
     print(format_machine(results))
     print(f"fitted α-β-γ model: {params}")
     print("model: the same formulas with each step priced from the table above\n")

@@ -1,8 +1,9 @@
 """algorithm="auto": let the cost model pick the all-reduce algorithm for each size.
 
 What MPI libraries and NCCL do, with the course's own model: the first "auto" call in a
-process group measures what messages cost there (calibrate: one-way messages, exchanges
-and local additions at powers of 4 from 4 B to 16 MiB, well under a second), and from then
+process group measures what messages cost there (calibrate: one-way messages, exchanges,
+the same two with the receiver adding what arrives, and local additions, at powers of 4
+from 4 B to 16 MiB; about a second), and from then
 on every all-reduce of n bytes runs
 
     argmin over algorithms A of  T_A(n, p)        (model.predict with the measured costs)
@@ -44,10 +45,14 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     if dist.get_world_size(group) == 1:
         costs = model.MeasuredCosts({}, {}, {})
     else:
-        sends = one_way(sizes, repeats=repeats, group=group, timeout=timeout)
-        swaps = exchange(sizes, repeats=repeats, group=group, timeout=timeout)
+        def both(measure):   # the plain message, and the step that adds what arrives
+            return [measure(sizes, repeats=repeats, group=group, timeout=timeout,
+                            reduce=reduce) for reduce in (False, True)]
+
+        sends, sends_adding = both(one_way)
+        swaps, swaps_adding = both(exchange)
         adds = slowest_rank(reduction_times(sizes, repeats=repeats), group)
-        costs = model.MeasuredCosts(sends, swaps, adds)
+        costs = model.MeasuredCosts(sends, swaps, adds, sends_adding, swaps_adding)
     key = _key(group)
     _costs[key] = costs
     for k in [k for k in _choices if k[0] is key]:

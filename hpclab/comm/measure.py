@@ -5,6 +5,8 @@ Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_l
     pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
     ow = one_way([4, 4096, 1 << 20])           # {nbytes: seconds}, 0 -> 1 from a barrier
     ex = exchange([4, 4096, 1 << 20])          # {nbytes: seconds}, all ranks in pairs at once
+    owr = one_way(sizes, reduce=True)          # ... and the receiver adds what arrives
+    exr = exchange(sizes, reduce=True)         # ... and every rank adds what arrives
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
     params = model.fit(pp, red, ex)
     t = time_all_reduce(x, "ring")             # seconds, same value on every rank
@@ -55,17 +57,24 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
     return {int(n): float(t) for n, t in zip(sizes, times)}
 
 
-def one_way(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
+def one_way(sizes, repeats: int = 10, group=None, timeout=None,
+            reduce: bool = False) -> dict[int, float]:
     """Time for rank 0 to send n bytes to rank 1, from a barrier to the slower of the two:
     a one-way message timed the way the collectives are (and exchange below), so that it
     includes leaving the barrier together. The ping-pong's half round trip does not; it
-    is the textbook α + nβ, this is what one step of the tree or naive algorithm costs."""
+    is the textbook α + nβ, this is what one step of the tree or naive algorithm costs.
+
+    reduce=True: rank 1 adds what arrives into its own float32 vector as it arrives
+    (`Comm.recv_reduce`, exactly what a parent in the tree or naive's root does): the
+    price of a reducing step, send(n) + add(n) in the α–β–γ model."""
     comm = Comm.of(group, timeout, collective="one_way", algorithm="naive", trace=None)
 
     def operation(nbytes: int):
-        buf = torch.zeros(max(nbytes, 1), dtype=torch.uint8)
+        buf = _vector(nbytes, reduce)
         if comm.world_size > 1 and comm.rank == 0:
             return lambda: comm.send(buf, 1, step=0, phase="one way")
+        if comm.rank == 1 and reduce:
+            return lambda: comm.recv_reduce(buf, 0, "sum", step=0, phase="one way")
         if comm.rank == 1:
             return lambda: comm.recv(buf, 0, step=0, phase="one way")
         return lambda: None
@@ -73,23 +82,38 @@ def one_way(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, flo
     return _from_barrier(sizes, repeats, group, operation)
 
 
-def exchange(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
+def exchange(sizes, repeats: int = 10, group=None, timeout=None,
+             reduce: bool = False) -> dict[int, float]:
     """Time for ranks 2i and 2i+1 to swap n bytes, every pair at once (a bidirectional
     ping-pong): what one step of the ring, recursive doubling or halving-doubling costs.
     Equal to the one-way time on a full-duplex network; slower on one host, where the
-    same CPUs copy both directions (and all p ranks share the cores)."""
+    same CPUs copy both directions (and all p ranks share the cores).
+
+    reduce=True: each rank adds what arrives into its own float32 vector while it sends
+    another (`Comm.exchange_reduce`, a reduce-scatter step of the ring or halving-doubling):
+    exchange(n) + add(n) in the α–β–γ model. Measured as one step because on one host it
+    costs more than the two parts timed apart: the data arrives in another core's cache,
+    and adding it is up to twice as slow as adding two vectors that are already here."""
     comm = Comm.of(group, timeout, collective="exchange", algorithm="naive", trace=None)
     partner = comm.rank ^ 1
 
     def operation(nbytes: int):
-        mine = torch.zeros(max(nbytes, 1), dtype=torch.uint8)
-        theirs = torch.empty_like(mine)
-        if partner < comm.world_size:
-            return lambda: comm.exchange(mine, partner, theirs, partner, step=0,
-                                         phase="exchange")
-        return lambda: None
+        mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
+        if partner >= comm.world_size:
+            return lambda: None
+        if reduce:
+            return lambda: comm.exchange_reduce(mine, partner, into, partner, "sum", step=0,
+                                                phase="exchange")
+        return lambda: comm.exchange(mine, partner, into, partner, step=0, phase="exchange")
 
     return _from_barrier(sizes, repeats, group, operation)
+
+
+def _vector(nbytes: int, reduce: bool) -> torch.Tensor:
+    """n bytes to send: raw bytes, or float32 where they are added (what gradients are)."""
+    if reduce:
+        return torch.zeros(max(nbytes // 4, 1), dtype=torch.float32)
+    return torch.zeros(max(nbytes, 1), dtype=torch.uint8)
 
 
 def _from_barrier(sizes, repeats: int, group, operation) -> dict[int, float]:

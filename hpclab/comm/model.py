@@ -71,6 +71,14 @@ class Params:
         """Reducing m bytes into a local buffer: m·γ."""
         return m * self.gamma
 
+    def send_add(self, m: float) -> float:
+        """A reducing step: m bytes arrive and are added in, α + m·β + m·γ."""
+        return self.send(m) + self.add(m)
+
+    def exchange_add(self, m: float) -> float:
+        """m bytes sent while m bytes arrive and are added in: α₂ + m·β₂ + m·γ."""
+        return self.exchange(m) + self.add(m)
+
     def __str__(self) -> str:
         text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
                 f"({_gbs(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
@@ -87,7 +95,10 @@ class MeasuredCosts:
 
     The algorithms' schedules stay the same (the formulas above, step by step); only the
     price of a step changes: send(m) is the measured one-way time of an m-byte message,
-    exchange(m) the measured swap, add(m) the measured addition, interpolated linearly in
+    exchange(m) the measured swap, add(m) the measured addition, and the reducing steps
+    send_add(m), exchange_add(m) are timed as such when those tables are given (on one
+    host they cost more than their parts: what arrives sits in another core's cache),
+    all interpolated linearly in
     log(size)–log(time) between measured sizes and linearly in m beyond the largest. It
     is the α–β–γ model with size-dependent α(m) + m·β(m) (the idea of PLogP, Kielmann et
     al. 2000): on a network β hardly depends on m, but on one host a message leaves the
@@ -97,6 +108,8 @@ class MeasuredCosts:
     one_way: dict
     exchanges: dict
     reductions: dict
+    one_way_reductions: dict | None = None   # measured reducing steps (measure.one_way /
+    exchange_reductions: dict | None = None  # exchange with reduce=True); None: send + add
 
     def send(self, m: float) -> float:
         return _interpolate(self.one_way, m)
@@ -106,6 +119,16 @@ class MeasuredCosts:
 
     def add(self, m: float) -> float:
         return _interpolate(self.reductions, m) if m > 0 else 0.0
+
+    def send_add(self, m: float) -> float:
+        if self.one_way_reductions:
+            return _interpolate(self.one_way_reductions, m)
+        return self.send(m) + self.add(m)
+
+    def exchange_add(self, m: float) -> float:
+        if self.exchange_reductions:
+            return _interpolate(self.exchange_reductions, m)
+        return self.exchange(m) + self.add(m)
 
     def __str__(self) -> str:
         return (f"measured costs at {len(self.one_way)} message sizes "
@@ -128,13 +151,14 @@ def _interpolate(table: dict, m: float) -> float:
 
 
 def naive(n: float, p: int, c: Costs) -> float:
-    return 2 * (p - 1) * c.send(n) + (p - 1) * c.add(n)
+    """The root receives and adds p−1 vectors, one after the other, then sends p−1."""
+    return (p - 1) * c.send_add(n) + (p - 1) * c.send(n)
 
 
 def ring(n: float, p: int, c: Costs) -> float:
     """2(p−1) steps, each a chunk of n/p bytes exchanged with the neighbours; p−1 of them
     also add the received chunk."""
-    return 2 * (p - 1) * c.exchange(n / p) + (p - 1) * c.add(n / p)
+    return (p - 1) * c.exchange_add(n / p) + (p - 1) * c.exchange(n / p)
 
 
 def parameter_server(n: float, p: int, c: Costs) -> float:
@@ -143,7 +167,7 @@ def parameter_server(n: float, p: int, c: Costs) -> float:
 
 def recursive_doubling(n: float, p: int, c: Costs) -> float:
     p2 = _p2(p)
-    return math.log2(p2) * (c.exchange(n) + c.add(n)) + _fold(n, p, c)
+    return math.log2(p2) * c.exchange_add(n) + _fold(n, p, c)
 
 
 def halving_doubling(n: float, p: int, c: Costs) -> float:
@@ -152,19 +176,19 @@ def halving_doubling(n: float, p: int, c: Costs) -> float:
     p2 = _p2(p)
     steps = int(math.log2(p2))
     halves = [n / 2 ** k for k in range(1, steps + 1)]
-    return sum(2 * c.exchange(m) + c.add(m) for m in halves) + _fold(n, p, c)
+    return sum(c.exchange_add(m) + c.exchange(m) for m in halves) + _fold(n, p, c)
 
 
 def tree(n: float, p: int, c: Costs) -> float:
     """Reduce up the binary heap, then broadcast down it; each parent handles its children
     one after the other (one message at a time per rank)."""
-    hop, add = c.send(n), c.add(n)
+    hop, hop_add = c.send(n), c.send_add(n)
 
     def reduced(v: int) -> float:      # when node v has the sum of its subtree
         t = 0.0
         for child in (2 * v + 1, 2 * v + 2):
             if child < p:
-                t = max(t, reduced(child)) + hop + add
+                t = max(t, reduced(child)) + hop_add
         return t
 
     def received(v: int, t: float) -> float:   # when the last node under v has the result
@@ -265,4 +289,4 @@ def _p2(p: int) -> int:
 
 
 def _fold(n: float, p: int, c: Costs) -> float:
-    return 0.0 if p == _p2(p) else 2 * c.send(n) + c.add(n)
+    return 0.0 if p == _p2(p) else c.send_add(n) + c.send(n)

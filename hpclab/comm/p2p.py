@@ -24,11 +24,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.distributed as dist
 
+from hpclab.comm import scratch
 from hpclab.comm.errors import CommError, CommTimeout
 from hpclab.comm.ops import combine_
 from hpclab.comm.trace import Message, Trace, current_trace
@@ -139,14 +140,14 @@ class Comm:
         """Send `send` to dst while x ← x ⊕ (src's vector of x's size), piece by piece.
         `send` may be x itself: a piece of x is changed only once it has been sent."""
         pieces = segments(x, PIECE_BYTES)
-        inbox = Inbox(self, src, [q.numel() for q in pieces], x, steps=[step] * len(pieces),
-                      phase=phase)
-        out = self.isend(send, dst, step=step, phase=phase, chunk=chunk)
-        for k, mine in enumerate(pieces):
-            theirs = inbox.next()
-            if out is not None and k < len(out.works) and send.data_ptr() == x.data_ptr():
-                self.wait_piece(out, k)
-            combine_(mine, theirs, op)
+        with Inbox(self, src, [q.numel() for q in pieces], x, steps=[step] * len(pieces),
+                   phase=phase) as inbox:
+            out = self.isend(send, dst, step=step, phase=phase, chunk=chunk)
+            for k, mine in enumerate(pieces):
+                theirs = inbox.next()
+                if out is not None and k < len(out.works) and send.data_ptr() == x.data_ptr():
+                    self.wait_piece(out, k)
+                combine_(mine, theirs, op)
         self.wait(out)
 
     def send(self, tensor, dst, *, step: int, phase: str, chunk: int = 0) -> None:
@@ -181,22 +182,24 @@ class Comm:
 class Inbox:
     """Receive a known sequence of pieces from one peer into a few reusable slots.
 
-        inbox = Inbox(comm, src, sizes=[...], like=x, steps=[...], phase="reduce-scatter")
-        for size in sizes:
-            piece = inbox.next()      # waits for the next piece; a view into a slot
+        with Inbox(comm, src, sizes=[...], like=x, steps=[...], phase="reduce-scatter") as inbox:
+            for size in sizes:
+                piece = inbox.next()      # waits for the next piece; a view into a slot
 
     The next `slots − 1` receives stay posted while the caller adds the current piece, so
     transfer and reduction overlap; a slot is reused once the caller asks for the piece
-    after it. A few segment-sized slots rather than a chunk-sized buffer: a fresh 32 MiB
-    buffer costs thousands of page faults and evicts the cache on every call.
+    after it. A few segment-sized slots rather than a chunk-sized buffer, and the slots
+    come from `scratch`, kept from call to call: fresh memory is mapped in page by page
+    while the message is copied into it (0.3–0.4 ms per 2 MiB here). Leaving the `with`
+    block normally gives the slots back; after an error they are dropped, since a posted
+    receive may still write into them.
     """
 
     def __init__(self, comm: Comm, src: int, sizes: list[int], like: torch.Tensor, *,
                  steps: list[int], phase: str, slots: int = 4):
         self.comm, self.src, self.sizes, self.steps, self.phase = comm, src, sizes, steps, phase
         capacity = max(sizes, default=0)
-        self.slots = [torch.empty(capacity, dtype=like.dtype, device=like.device)
-                      for _ in range(min(slots, len(sizes)))]
+        self.slots = [scratch.take(capacity, like) for _ in range(min(slots, len(sizes)))]
         self.posted: dict[int, tuple[Pending | None, torch.Tensor]] = {}
         self.index = 0
         for i in range(len(self.slots)):
@@ -215,6 +218,15 @@ class Inbox:
         self.comm.wait(handle)
         self.index += 1
         return buffer
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None and not self.posted:   # every receive done: the slots are free
+            for slot in self.slots:
+                scratch.give(slot)
+        self.slots = []
 
 
 def as_timedelta(timeout: float | timedelta | None) -> timedelta:

@@ -38,15 +38,16 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
     chunks = split(x, p)
     mine = segments(chunks[r], PIECE_BYTES)
     # one inbox per worker, all posted at once; each receives piece by piece into a few
-    # reusable slots, so adding piece j overlaps the transfer of the next pieces and no
-    # chunk-sized buffer is allocated (page faults) on every call
+    # reusable slots (kept from call to call, see scratch.py), so adding piece j overlaps
+    # the transfer of the next pieces and no chunk-sized buffer is allocated (page faults)
     inboxes = [Inbox(comm, (r - k) % p, [q.numel() for q in mine], x, steps=[k - 1] * len(mine),
                      phase="push") for k in range(1, p)]
     sends = [comm.isend(chunks[(r + k) % p], (r + k) % p, step=k - 1, phase="push",
                         chunk=(r + k) % p) for k in range(1, p)]
     for inbox in inboxes:
-        for piece in mine:
-            combine_(piece, inbox.next(), op)
+        with inbox:
+            for piece in mine:
+                combine_(piece, inbox.next(), op)
     comm.wait(*sends)
 
 

@@ -53,16 +53,17 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str,
     arriving = [(step, c, k, seg)
                 for step, c in [(s, (r - s - 2) % p) for s in range(p - 1)]
                 for k, seg in enumerate(segments(chunks[c], segment_bytes))]
-    inbox = Inbox(comm, left, [seg.numel() for *_, seg in arriving], x,
-                  steps=[step for step, *_ in arriving], phase="reduce-scatter")
-    first = (r - 1) % p
-    sends = [comm.isend(seg, right, step=0, phase="reduce-scatter", chunk=first, segment=k)
-             for k, seg in enumerate(segments(chunks[first], segment_bytes))]
-    for step, c, k, mine in arriving:
-        combine_(mine, inbox.next(), op)
-        if step < p - 2:   # pipelining: pass the added segment on at once
-            sends.append(comm.isend(mine, right, step=step + 1, phase="reduce-scatter",
-                                    chunk=c, segment=k))
+    with Inbox(comm, left, [seg.numel() for *_, seg in arriving], x,
+               steps=[step for step, *_ in arriving], phase="reduce-scatter") as inbox:
+        first = (r - 1) % p
+        sends = [comm.isend(seg, right, step=0, phase="reduce-scatter", chunk=first,
+                            segment=k)
+                 for k, seg in enumerate(segments(chunks[first], segment_bytes))]
+        for step, c, k, mine in arriving:
+            combine_(mine, inbox.next(), op)
+            if step < p - 2:   # pipelining: pass the added segment on at once
+                sends.append(comm.isend(mine, right, step=step + 1, phase="reduce-scatter",
+                                        chunk=c, segment=k))
     comm.wait(*sends)
 
 

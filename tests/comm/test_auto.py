@@ -23,25 +23,44 @@ C = model.Params(alpha=20e-6, beta=0.5e-9, gamma=0.25e-9, beta_duplex=1.2e-9,
 POWERS = [1 << k for k in range(27)]      # 1 B … 64 MiB
 
 
-def tables_from(c: model.Params) -> model.MeasuredCosts:
+def tables_from(c: model.Params, reducing_steps: bool = True) -> model.MeasuredCosts:
+    """Every table a calibration measures, sampled from c (the reducing steps: optional)."""
+    steps = ({m: c.send_add(m) for m in POWERS}, {m: c.exchange_add(m) for m in POWERS})
     return model.MeasuredCosts({m: c.send(m) for m in POWERS},
                                {m: c.exchange(m) for m in POWERS},
-                               {m: c.add(m) for m in POWERS})
+                               {m: c.add(m) for m in POWERS},
+                               *(steps if reducing_steps else (None, None)))
 
 
 @pytest.mark.parametrize("p", [2, 3, 4, 8])
 @pytest.mark.parametrize("algorithm", ["naive", "ring", "recursive_doubling",
                                        "halving_doubling", "tree", "parameter_server"])
-def test_measured_costs_reproduce_the_closed_forms(p, algorithm):
+@pytest.mark.parametrize("reducing_steps", [True, False])
+def test_measured_costs_reproduce_the_closed_forms(p, algorithm, reducing_steps):
     """Tables sampled from α + mβ at powers of two give back the α–β–γ prediction wherever
     every message the schedule sends is a measured size (n and p powers of two), and stay
-    within the log–log interpolation error elsewhere."""
-    measured = tables_from(C)
+    within the log–log interpolation error elsewhere; with or without the reducing-step
+    tables (without them a reducing step is priced as its two parts)."""
+    measured = tables_from(C, reducing_steps)
     for n in (4096, 1 << 20, 16 << 20, 64 << 20):
         exact = model.predict(algorithm, n, p, C)
         got = model.predict(algorithm, n, p, measured)
         rel = 1e-9 if p & (p - 1) == 0 else 0.05
         assert got == pytest.approx(exact, rel=rel), (algorithm, n, p)
+
+
+def test_reducing_steps_are_priced_from_their_own_tables():
+    """A step that adds what arrives is read off its measured table when there is one
+    (on one host it costs more than its parts), else priced as send + add."""
+    parts = model.MeasuredCosts({8: 1.0}, {8: 2.0}, {8: 0.5})
+    assert parts.send_add(8) == 1.5 and parts.exchange_add(8) == 2.5
+    steps = model.MeasuredCosts({8: 1.0}, {8: 2.0}, {8: 0.5}, {8: 3.0}, {8: 4.0})
+    assert steps.send_add(8) == 3.0 and steps.exchange_add(8) == 4.0
+    # the ring on 2 ranks: one exchange that adds, one that does not
+    assert model.predict("ring", 16, 2, steps) == pytest.approx(4.0 + 2.0)
+    # recursive doubling on 2 ranks: one exchange that adds; the tree: send_add + send
+    assert model.predict("recursive_doubling", 8, 2, steps) == pytest.approx(4.0)
+    assert model.predict("tree", 8, 2, steps) == pytest.approx(3.0 + 1.0)
 
 
 def test_interpolation_and_extrapolation():
@@ -63,8 +82,9 @@ def test_best_algorithm_follows_the_costs():
 
 def auto_on_rank(ctx, sizes):
     costs = comm.calibrate(timeout=30)
-    table = (sorted(costs.one_way.items()), sorted(costs.exchanges.items()),
-             sorted(costs.reductions.items()))
+    table = tuple(sorted((getattr(costs, name) or {}).items()) for name in
+                  ("one_way", "exchanges", "reductions", "one_way_reductions",
+                   "exchange_reductions"))
     results = []
     for numel in sizes:
         g = torch.Generator().manual_seed(numel + ctx.rank)
@@ -95,9 +115,10 @@ def test_auto_picks_the_models_choice_on_every_rank(world_size):
             assert picked == model_pick, (numel, picked, model_pick)
             if world_size > 1:
                 assert traced == {picked}, f"{numel}: ran {traced}, chose {picked}"
-    if world_size > 1:
-        one_way = dict(tables[0][0])
-        assert all(t > 0 and math.isfinite(t) for t in one_way.values())
+    if world_size > 1:   # every table measured, at every calibration size
+        for measured in tables[0]:
+            assert [m for m, _ in measured] == list(comm.auto.CALIBRATION_SIZES)
+            assert all(t > 0 and math.isfinite(t) for _, t in measured)
 
 
 def test_unknown_algorithm_lists_auto():

@@ -1,5 +1,6 @@
 """hpclab.comm.measure on real process groups: every rank gets the same figures (the model
-and "auto" depend on it), for every size asked, in seconds; idle ranks take part."""
+and "auto" depend on it), for every size asked, in seconds; idle ranks take part (rank 2
+of 3 has no partner to exchange with, ranks >= 2 send no one-way message)."""
 
 import math
 
@@ -16,7 +17,9 @@ SIZES = [4, 4096, 1 << 20]
 def measure_on_rank(ctx):
     return (measure.ping_pong(SIZES, repeats=2, timeout=30),
             measure.one_way(SIZES, repeats=2, timeout=30),
-            measure.exchange(SIZES, repeats=2, timeout=30))
+            measure.exchange(SIZES, repeats=2, timeout=30),
+            measure.one_way(SIZES, repeats=2, timeout=30, reduce=True),
+            measure.exchange(SIZES, repeats=2, timeout=30, reduce=True))
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
