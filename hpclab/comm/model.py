@@ -96,10 +96,10 @@ class MeasuredCosts:
     The algorithms' schedules stay the same (the formulas above, step by step); only the
     price of a step changes: send(m) is the measured one-way time of an m-byte message,
     exchange(m) the measured swap, add(m) the measured addition, and the reducing steps
-    send_add(m), exchange_add(m) are timed as such when those tables are given (on one
-    host they cost more than their parts: what arrives sits in another core's cache),
-    all interpolated linearly in
-    log(size)–log(time) between measured sizes and linearly in m beyond the largest. It
+    send_add(m), exchange_add(m) are read off their own tables when given (on one host
+    such a step costs more than its parts: what arrives sits in another core's cache).
+    Tables are interpolated linearly in log(size)–log(time) between measured sizes and
+    linearly in m beyond the largest. It
     is the α–β–γ model with size-dependent α(m) + m·β(m) (the idea of PLogP, Kielmann et
     al. 2000): on a network β hardly depends on m, but on one host a message leaves the
     caches somewhere between 1 and 64 MiB and its time per byte grows by 2–3×, which no
