@@ -60,10 +60,11 @@ def repeats_for(nbytes: int, repeats: int) -> int:
 
 def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> dict:
     """SPMD on every rank: the machine's message costs and all-reduce times (same on every
-    rank). For each all-reduce size n, every run measures, in turn, the messages the
-    algorithms send for it (ping-pong, one-way, exchange, the reducing one-way and exchange
-    steps and local add of n, n/2, …, n/p bytes: `part_sizes`) and then every algorithm, so that the model's parts and the collectives
-    it predicts share the same load, caches and memory state. One-way messages and
+    rank). For each all-reduce size n, every run measures, in turn, the steps the
+    algorithms take for it (ping-pong, one-way message, exchange, the one-way and exchange
+    steps that add what arrives, and a local add, of n, n/2, …, n/p bytes: `part_sizes`)
+    and then every algorithm, so that the model's parts and the collectives it predicts
+    share the same load, caches and memory state. One-way messages and
     exchanges are timed like the collectives, from a barrier to the slower rank's finish;
     the ping-pong (half a round trip, the textbook α + nβ) feeds the fitted α–β–γ model.
 
