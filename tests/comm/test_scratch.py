@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
-from hpclab.comm import CommTimeout, all_reduce, scratch
+from hpclab.comm import CommError, all_reduce, scratch
 from hpclab.comm.p2p import Comm, Inbox
 
 pytestmark = [pytest.mark.unit_c]
@@ -93,13 +93,13 @@ def failing_inbox_on_rank(ctx):
             with Inbox(comm, 0, [1000, 1000], torch.zeros(1), steps=[0, 0], phase="test") \
                     as inbox:
                 inbox.next()
-        except CommTimeout:
-            return "timeout", scratch.pooled_bytes()
-    time.sleep(2.0)          # rank 0 stays (silent) until rank 1's wait has timed out
+        except CommError:    # a timeout (or, on a very slow machine, rank 0 leaving)
+            return "failed", scratch.pooled_bytes()
+    time.sleep(3.0)          # rank 0 stays (silent) until rank 1's wait has timed out
     return "idle", scratch.pooled_bytes()
 
 
 def test_a_failed_receive_does_not_return_its_slots():
     """After a timeout the receive is still posted into the slot: it must not be reused."""
     out = run_local(failing_inbox_on_rank, 2, timeout=60)
-    assert out[1] == ("timeout", 0)
+    assert out[1] == ("failed", 0)
