@@ -30,6 +30,12 @@ Bandwidths of a measured all-reduce taking t seconds on n bytes:
 
     params = fit(ping_pong_times, reduction_times, exchange_times)   # {bytes: seconds}
     predict("ring", 16 << 20, 4, params);  best_algorithm(16 << 20, 4, params)
+
+In code each formula is a schedule of steps, so that one schedule can be priced two ways:
+send(m), exchange(m), add(m) and the reducing steps send_add(m) (m bytes arrive and are
+added in) and exchange_add(m). `Params` prices them with one α, β, γ (the closed forms
+above); `MeasuredCosts` reads them off tables measured on the group (measure.py, with
+the reducing steps timed whole).
 """
 
 from __future__ import annotations
