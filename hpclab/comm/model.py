@@ -87,11 +87,11 @@ class Params:
 
     def __str__(self) -> str:
         text = (f"α = {self.alpha * 1e6:.1f} µs, β = {self.beta * 1e9:.3f} ns/B "
-                f"({_gbs(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
+                f"({link_bandwidth(self.beta)}), γ = {self.gamma * 1e9:.3f} ns/B")
         if self.alpha_duplex is not None:
             text += f", α₂ = {self.alpha_duplex * 1e6:.1f} µs"
         if self.beta_duplex is not None:
-            text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({_gbs(self.beta_duplex)})"
+            text += f", β₂ = {self.beta_duplex * 1e9:.3f} ns/B ({link_bandwidth(self.beta_duplex)})"
         return text
 
 
@@ -286,7 +286,8 @@ def fit(ping_pong: dict, reductions: dict, exchanges: dict | None = None) -> Par
     return Params(alpha, beta, gamma, beta2, alpha2)
 
 
-def _gbs(beta: float) -> str:
+def link_bandwidth(beta: float) -> str:
+    """1/β as text, e.g. "2.57 GB/s" (β = 0 when no measured size was bandwidth-bound)."""
     return f"{1e-9 / beta:.2f} GB/s" if beta > 0 else "β too small to measure: use larger sizes"
 
 

@@ -89,3 +89,12 @@ def test_fits_recover_known_parameters():
                      dict(zip(sizes, sizes * C.gamma))).beta2 == pytest.approx(C.beta)
     with pytest.raises(ValueError, match="at least two message sizes"):
         model.fit_alpha_beta([8, 8], [1e-6, 1e-6])
+
+
+def test_link_bandwidth_text_survives_an_unmeasurable_beta():
+    """β is clamped at 0 when no measured size was bandwidth-bound (tiny sizes on a busy
+    machine): the text says so instead of dividing by zero."""
+    assert model.link_bandwidth(0.5e-9) == "2.00 GB/s"
+    assert "too small to measure" in model.link_bandwidth(0.0)
+    assert "too small to measure" in str(model.Params(alpha=1e-5, beta=0.0, gamma=0.0,
+                                                      beta_duplex=0.0))
