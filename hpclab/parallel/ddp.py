@@ -140,8 +140,8 @@ class DistributedDataParallel(nn.Module):
 
         The hook receives one bucket's flat *local* gradient and must return the gradient
         averaged over the group, same shape and dtype (for example after compressing,
-        all-reducing and decompressing it). It runs once per bucket, in bucket order, on
-        the communication thread (the last bucket: on the thread that called backward).
+        all-reducing and decompressing it). It runs on the
+        communication thread, once per bucket, in bucket order.
         """
         if not callable(hook):
             raise TypeError(f"hook must be callable, got {type(hook).__name__}")
