@@ -30,9 +30,6 @@ send/recv, so they run on one communication thread (comm_thread.py); a single th
 with a FIFO queue keeps the buckets in the same order on every rank (a collective must be
 called in the same order everywhere), and gloo releases the GIL while it waits on
 sockets, so backward continues in the meantime. A registered comm hook also runs there.
-The last bucket is the exception: it is ready only when backward is over, so there is
-nothing left to overlap it with, and it is reduced on the calling thread once the earlier
-buckets are done (two thread hand-offs fewer per step).
 
 Comm hooks: `register_comm_hook(state, hook)` with `hook(state, flat_grad, group) ->
 averaged flat_grad` replaces the averaging (e.g. compression with error feedback).
@@ -192,30 +189,13 @@ class DistributedDataParallel(nn.Module):
     def _launch(self, bucket: Bucket) -> None:
         bucket.launched = True
         flat = bucket.flatten_grads()
-        if self._use_thread() and bucket.index == len(self.buckets) - 1:
-            # the last bucket has no backward left to overlap with: it is reduced on this
-            # thread in _finish_backward, after the earlier buckets (same order on every
-            # rank), which saves two thread hand-offs per step
-            self._works[bucket.index] = (None, flat, 0.0)
-        elif self._use_thread():
+        if self._use_thread():
             if self._thread is None:
                 self._thread = CommThread(name=f"hpclab-ddp-comm-rank{self.rank}")
             self._thread.submit(bucket, lambda f=flat: self._hook(self._hook_state, f, self.group))
         else:
             work = dist.all_reduce(flat, group=self.group, async_op=True)
             self._works[bucket.index] = (work, flat, time.perf_counter())
-
-    def _reduce_here(self, bucket: Bucket, flat: torch.Tensor) -> torch.Tensor:
-        """Run the comm hook on this thread (the last bucket), timed like the thread's."""
-        t0 = time.perf_counter()
-        try:
-            return self._hook(self._hook_state, flat, self.group)
-        except Exception as exc:
-            raise RuntimeError(f"gradient all-reduce of bucket {bucket.index} failed on "
-                               f"{self._where()}: {exc}. A peer rank probably died; restart "
-                               "the engines and resume from the last checkpoint") from exc
-        finally:
-            bucket.comm_seconds = time.perf_counter() - t0
 
     def _finish_backward(self) -> None:
         """Queued at the first hook; runs when autograd has finished this backward."""
@@ -225,9 +205,7 @@ class DistributedDataParallel(nn.Module):
         self._next_launch = len(self.buckets)
         t0 = time.perf_counter()
         for b in self.buckets:
-            if self._use_thread() and b.index in self._works:
-                flat = self._reduce_here(b, self._works[b.index][1])
-            elif self._use_thread():
+            if self._use_thread():
                 flat = self._thread.result(b, timeout=self.timeout, where=self._where())
             else:
                 work, flat, t_launch = self._works[b.index]

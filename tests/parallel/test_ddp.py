@@ -6,13 +6,10 @@ parameter, and with gradient accumulation (no_sync). Tolerance: float32 sums in 
 different order, so |θ_ddp − θ_ref| <= 1e-5 + 1e-4·|θ_ref| after K = 4 momentum-SGD steps.
 """
 
-import threading
-
 import pytest
 import torch
 import torch.distributed as dist
 
-from hpclab import comm
 from hpclab.cluster.spawn import run_local
 from hpclab.comm import ALGORITHMS
 from hpclab.parallel import DistributedDataParallel
@@ -128,30 +125,6 @@ def test_no_sync_and_comm_hook():
         assert hook_ok, "a sum hook must give the sum of the ranks' gradients"
         assert calls == sizes, "the hook must be called once per bucket (one per parameter)"
         assert timed
-
-
-def threads_per_bucket(ctx):
-    X, Y = data()
-    ddp = DistributedDataParallel(make_model(0), bucket_cap_mb=TINY, algorithm="ring")
-    seen = []
-
-    def recording_hook(state, flat, group):
-        seen.append(threading.current_thread().name)
-        return comm.all_reduce(flat, op="avg", algorithm="ring", group=group)
-
-    ddp.register_comm_hook(None, recording_hook)
-    torch.nn.functional.cross_entropy(ddp(X[:4]), Y[:4]).backward()
-    ddp.close()
-    return seen, threading.current_thread().name, len(ddp.buckets)
-
-
-def test_the_last_bucket_is_reduced_on_the_calling_thread():
-    """Buckets ready during backward go to the communication thread (overlap); the last
-    one, ready when backward is over, is reduced on the calling thread after them."""
-    for seen, caller, buckets in run_local(threads_per_bucket, 2):
-        assert len(seen) == buckets == 4
-        assert seen[-1] == caller
-        assert all(name.startswith("hpclab-ddp-comm") for name in seen[:-1]), seen
 
 
 def in_subgroup(ctx):
