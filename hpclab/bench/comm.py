@@ -276,9 +276,9 @@ def human(nbytes: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench comm", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=int, default=2, help="number of ranks p (default 2)")
-    ap.add_argument("--repeats", type=int, default=20,
+    ap.add_argument("--repeats", type=int, default=BenchConfig.repeats,
                     help="runs per measurement (x4 up to 1 MiB, x2 above)")
-    ap.add_argument("--statistic", choices=("median", "min"), default="median",
+    ap.add_argument("--statistic", choices=("median", "min"), default=BenchConfig.statistic,
                     help="what to keep of the runs (default median: the model's parts and "
                          "the collectives add up consistently)")
     ap.add_argument("--out", default="comm_bench.png", help="where to save the plot")

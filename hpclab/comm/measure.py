@@ -99,9 +99,9 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None,
     partner = comm.rank ^ 1
 
     def operation(nbytes: int):
-        mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
         if partner >= comm.world_size:
             return lambda: None
+        mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
         if reduce:
             return lambda: comm.exchange_reduce(mine, partner, into, partner, "sum", step=0,
                                                 phase="exchange")

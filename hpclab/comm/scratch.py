@@ -50,7 +50,7 @@ def give(buffer: torch.Tensor) -> None:
     pool would exceed POOL_BYTES)."""
     free = _pool()
     free.append(buffer)
-    while sum(b.numel() * b.element_size() for b in free) > POOL_BYTES:
+    while pooled_bytes() > POOL_BYTES:
         free.pop(0)
 
 
