@@ -5,7 +5,7 @@
     hpclab bench comm --quick                # CI: 3 sizes, 2 repeats, local processes
 
 One run: measure α and β by ping-pong between ranks 0 and 1 and γ by local additions, fit
-the α–β–γ model (hpclab.comm.model), time hpclab.comm.all_reduce with every algorithm and
+the α–β–γ model (hpclab.comm.cost_model), time hpclab.comm.all_reduce with every algorithm and
 torch.distributed's own ("torch" = gloo on CPUs) at each size, and print measured vs
 predicted time, bus bandwidth (algbw·2(p−1)/p), ratios against gloo and the model's choice
 of algorithm per size. The cluster is real ipyparallel engines (hpclab.connect) unless
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hpclab.comm import ALGORITHMS, model
+from hpclab.comm import ALGORITHMS, cost_model
 from hpclab.comm.measure import (
     exchange,
     one_way,
@@ -133,21 +133,21 @@ def run(cfg: BenchConfig) -> tuple[dict, str]:
                            timeout=cfg.timeout)[0], where
 
 
-def fit(results: dict) -> model.Params:
+def fit(results: dict) -> cost_model.Params:
     """The lecture's model: one α, β, γ (and α₂, β₂) fitted to the measurements."""
-    return model.fit(results["ping_pong"], results["reduce"], results["exchange"])
+    return cost_model.fit(results["ping_pong"], results["reduce"], results["exchange"])
 
 
-def measured_costs(results: dict, nbytes: int | None = None) -> model.MeasuredCosts:
+def measured_costs(results: dict, nbytes: int | None = None) -> cost_model.MeasuredCosts:
     """The same formulas priced with measured message costs: those measured alongside the
     n-byte all-reduces (`nbytes`), or the whole machine table."""
     table = results["parts"][nbytes] if nbytes is not None else results
-    return model.MeasuredCosts(table["one_way"], table["exchange"], table["reduce"],
+    return cost_model.MeasuredCosts(table["one_way"], table["exchange"], table["reduce"],
                                table.get("one_way_reduce"), table.get("exchange_reduce"))
 
 
-def table(results: dict, params: model.Params, p: int,
-          costs: model.Costs | None = None) -> list[dict]:
+def table(results: dict, params: cost_model.Params, p: int,
+          costs: cost_model.Costs | None = None) -> list[dict]:
     """One row per (size, algorithm): measured time, the fitted α–β–γ prediction
     (`params`) and the prediction priced with measured costs: `costs` if given, else those
     measured alongside each size (results["parts"]), else `params` again."""
@@ -157,12 +157,12 @@ def table(results: dict, params: model.Params, p: int,
         priced_by = costs or (measured_costs(results, nbytes)
                               if nbytes in results.get("parts", {}) else params)
         for algorithm, seconds in times.items():
-            lecture = model.predict(algorithm, nbytes, p, params)
-            priced = model.predict(algorithm, nbytes, p, priced_by)
+            lecture = cost_model.predict(algorithm, nbytes, p, params)
+            priced = cost_model.predict(algorithm, nbytes, p, priced_by)
             rows.append({"bytes": nbytes, "algorithm": algorithm, "measured_ms": 1e3 * seconds,
                          "abg_ms": 1e3 * lecture, "abg_error": lecture / seconds - 1,
                          "model_ms": 1e3 * priced, "model_error": priced / seconds - 1,
-                         "busbw_GBs": model.bus_bandwidth(nbytes, seconds, p) / 1e9,
+                         "busbw_GBs": cost_model.bus_bandwidth(nbytes, seconds, p) / 1e9,
                          "busbw_vs_gloo": ref / seconds, "time_vs_gloo": seconds / ref})
     return rows
 
@@ -204,7 +204,7 @@ def choices(results: dict, p: int) -> str:
     for nbytes, times in results["times"].items():
         ours = {a: t for a, t in times.items() if a != REFERENCE}
         costs = measured_costs(results, nbytes)
-        pick, fastest = model.best_algorithm(nbytes, p, costs), min(ours, key=ours.get)
+        pick, fastest = cost_model.best_algorithm(nbytes, p, costs), min(ours, key=ours.get)
         lines.append(f"{human(nbytes):>8}  {pick:<18} {fastest:<18} "
                      f"{ours[pick] / ours[fastest]:>11.2f}x")
     return "\n".join(lines)
@@ -220,9 +220,13 @@ def targets(rows: list[dict], p: int) -> list[str]:
         out.append(f"{'PASS' if ok else 'FAIL'}  {text}")
 
     big = [n for n in sizes if n >= 16 * MiB]
-    if big:
-        worst = min(at[n, "ring"]["busbw_vs_gloo"] for n in big)
-        check(worst >= 0.8, f"ring busbw >= 0.8x gloo's at >= 16 MiB (worst {worst:.2f}x)")
+    if big:   # the plain ring and the pipelined one, each at its worst size
+        worst = {a: min(at[n, a]["busbw_vs_gloo"] for n in big)
+                 for a in ("ring", "ring_pipelined")}
+        best = max(worst, key=worst.get)
+        check(worst[best] >= 0.8, f"{best} busbw >= 0.8x gloo's at >= 16 MiB (worst "
+                                  f"{worst[best]:.2f}x; ring {worst['ring']:.2f}x, "
+                                  f"ring_pipelined {worst['ring_pipelined']:.2f}x)")
     if 4 * KiB in sizes:
         ratio = at[4 * KiB, "ring"]["time_vs_gloo"]
         check(ratio <= 3, f"ring at 4 KiB within 3x of gloo's time ({ratio:.2f}x)")

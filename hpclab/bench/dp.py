@@ -9,7 +9,7 @@ per-rank batch (weak scaling) under three wrappers, interleaved repeat by repeat
 busy machine slows them alike:
 
     ours-auto    hpclab.parallel.DistributedDataParallel(algorithm="auto")  (our collectives,
-                 the algorithm per bucket picked by the cost model: hpclab.comm.auto)
+                 the algorithm per bucket picked by the cost model: hpclab.comm.cost_model)
     ours-ring    hpclab.parallel.DistributedDataParallel(algorithm="ring")  (our ring)
     ours-torch   hpclab.parallel.DistributedDataParallel(algorithm="torch") (gloo's all-reduce)
     torch-ddp    torch.nn.parallel.DistributedDataParallel                  (the reference)

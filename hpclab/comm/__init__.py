@@ -6,28 +6,34 @@
     with comm.tracing() as trace:                      # every message this rank sends
         comm.all_reduce(x, algorithm="tree")
     print(trace.table())
-    comm.model.predict("ring", nbytes=4 << 20, p=4, params)   # α–β–γ prediction
-    comm.all_reduce(x, algorithm="auto")   # the model picks, with measured costs (auto.py)
+    comm.cost_model.predict("ring", nbytes=4 << 20, p=4, params=params)   # α–β–γ
+    costs = comm.calibrate(group)                      # measured message costs, every rank
+    comm.all_reduce(x, algorithm="auto", costs=costs)  # the cost model picks by size
 
 One file per algorithm, each reading as its phases: naive.py, parameter_server.py,
-ring.py, recursive_doubling.py, halving_doubling.py, tree.py; torch_backend.py delegates
-to torch.distributed. p2p.py is the only file that touches torch.distributed's send/recv.
+ring.py (and its pipelined twin ring_pipelined.py), recursive_doubling.py,
+halving_doubling.py, tree.py; torch_backend.py delegates to torch.distributed. They are
+written in the verbs of `Comm` (p2p.py); how the bytes travel is _transport.py's.
 """
 
-from hpclab.comm import model
-from hpclab.comm.auto import calibrate, choose
+from hpclab.comm import cost_model
 from hpclab.comm.collectives import (
-                                     ALGORITHMS,
-                                     all_gather,
-                                     all_reduce,
-                                     broadcast,
-                                     reduce,
-                                     reduce_scatter,
+    ALGORITHMS,
+    all_gather,
+    all_reduce,
+    broadcast,
+    gather_traces,
+    reduce,
+    reduce_scatter,
 )
+from hpclab.comm.cost_model import MeasuredCosts, Params, best_algorithm
 from hpclab.comm.errors import CommError, CommTimeout
+from hpclab.comm.measure import calibrate
 from hpclab.comm.ops import OPS
-from hpclab.comm.trace import Message, Trace, gather_traces, table, timeline, tracing
+from hpclab.comm.p2p import Comm, split
+from hpclab.comm.trace import Message, Trace, table, timeline, tracing
 
-__all__ = ["ALGORITHMS", "OPS", "CommError", "CommTimeout", "Message", "Trace",
-           "all_gather", "all_reduce", "broadcast", "calibrate", "choose", "gather_traces",
-           "model", "reduce", "reduce_scatter", "table", "timeline", "tracing"]
+__all__ = ["ALGORITHMS", "OPS", "Comm", "CommError", "CommTimeout", "MeasuredCosts",
+           "Message", "Params", "Trace", "all_gather", "all_reduce", "best_algorithm",
+           "broadcast", "calibrate", "cost_model", "gather_traces", "reduce",
+           "reduce_scatter", "split", "table", "timeline", "tracing"]

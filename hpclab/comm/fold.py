@@ -33,13 +33,9 @@ class Fold:
         return 2 * new + 1 if new < self.extra else new + self.extra
 
 
-def power_of_two_below(p: int) -> int:
-    return 1 << (p.bit_length() - 1)
-
-
 def fold_in(comm: Comm, x: torch.Tensor, op: str) -> Fold:
     p, r = comm.world_size, comm.rank
-    p2 = power_of_two_below(p)
+    p2 = 1 << (p.bit_length() - 1)   # the power of two at or below p
     extra = p - p2
     if r >= 2 * extra:
         return Fold(p2, extra, r - extra, 1 if extra else 0)

@@ -2,31 +2,63 @@
 
 Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_local):
 
+    costs = calibrate(group)                   # the group's message costs, for "auto"
+    all_reduce(x, algorithm="auto", costs=costs)
+
     pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
     ow = one_way([4, 4096, 1 << 20])           # {nbytes: seconds}, 0 -> 1 from a barrier
     ex = exchange([4, 4096, 1 << 20])          # {nbytes: seconds}, all ranks in pairs at once
     owr = one_way(sizes, reduce=True)          # ... and the receiver adds what arrives
     exr = exchange(sizes, reduce=True)         # ... and every rank adds what arrives
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
-    params = model.fit(pp, red, ex)
-    t = time_all_reduce(x, "ring")             # seconds, same value on every rank
-    ts = time_all_reduces(x, ["ring", "torch"])  # {algorithm: seconds}, runs interleaved
+    params = cost_model.fit(pp, red, ex)
+    ts = time_all_reduces(x, ["ring", "torch"])  # {algorithm: seconds}, same on every rank
 
 Every figure is the *minimum* over `repeats` runs: on a shared machine the other users
 only ever add time, so the minimum is the most repeatable estimate of what the hardware
 and the algorithm cost. A collective's time is the slowest rank's (it is over when the
 last rank is done), each run starting from a barrier.
+
+`calibrate` measures what algorithm="auto" prices its choice with (as MPI libraries and
+NCCL choose by size from a cost model): every step kind above at powers of 4 from 4 B to
+16 MiB, about a second, the slowest rank's times on every rank, so that every rank picks
+the same algorithm (a collective must run the same algorithm everywhere).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from hpclab.comm.collectives import all_reduce
+from hpclab.comm.cost_model import MeasuredCosts
 from hpclab.comm.p2p import Comm
+
+CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(12))   # 4 B, 16 B, …, 16 MiB
+
+
+def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int = 3,
+              sizes=CALIBRATION_SIZES) -> MeasuredCosts:
+    """The message costs of `group`, measured (collective: every rank must call it), to
+    pass as all_reduce(..., algorithm="auto", costs=...). The same on every rank; on one
+    rank there is nothing to measure and the tables are empty."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    sizes = sorted(int(n) for n in sizes)
+    if dist.get_world_size(group) == 1:
+        return MeasuredCosts({}, {}, {})
+
+    def both(measure):   # the plain message, and the step that adds what arrives
+        return [measure(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce)
+                for reduce in (False, True)]
+
+    sends, sends_adding = both(one_way)
+    swaps, swaps_adding = both(exchange)
+    adds = slowest_rank(reduction_times(sizes, repeats=repeats), group)
+    return MeasuredCosts(sends, swaps, adds, sends_adding, swaps_adding)
 
 
 def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, float]:
@@ -159,17 +191,12 @@ def reduction_times(sizes, dtype=torch.float32, repeats: int = 10) -> dict[int, 
     return out
 
 
-def time_all_reduce(x: torch.Tensor, algorithm: str, repeats: int = 5, warmup: int = 1,
-                    group=None, timeout=None) -> float:
-    """Best-of-`repeats` time of `hpclab.comm.all_reduce(x, algorithm=...)` in seconds,
-    each run timed from a barrier to the slowest rank's finish; same on every rank."""
-    return time_all_reduces(x, [algorithm], repeats, warmup, group, timeout)[algorithm]
-
-
 def time_all_reduces(x: torch.Tensor, algorithms, repeats: int = 5, warmup: int = 1,
                      group=None, timeout=None) -> dict[str, float]:
-    """Like time_all_reduce for several algorithms, taking turns run by run, so that a
-    burst of load from other users hits all of them rather than one."""
+    """Best-of-`repeats` time in seconds of hpclab.comm.all_reduce(x, algorithm=a) for
+    each algorithm a, each run from a barrier to the slowest rank's finish (the same on
+    every rank); the algorithms take turns run by run, so that a burst of load from other
+    users hits all of them rather than one."""
     times = torch.zeros(len(algorithms), repeats, dtype=torch.float64)
     for i in range(-warmup, repeats):
         for a, algorithm in enumerate(algorithms):

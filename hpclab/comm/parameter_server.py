@@ -14,7 +14,7 @@ time per rank this costs what the ring costs,
 
     T_ps = 2(p−1)·α + 2(p−1)/p·n·β + (p−1)/p·n·γ,
 
-but here all p−1 messages of a phase are posted at once: each server receives from p−1
+but here all p−1 messages of a phase are posted at once: each server is sent to by p−1
 workers together (incast), which a real network handles worse than the ring's neighbours.
 A single central server (no sharding) is the naive algorithm.
 """
@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from hpclab.comm.ops import combine_
-from hpclab.comm.p2p import PIECE_BYTES, Comm, Inbox, segments, split
+from hpclab.comm.p2p import Comm, split
 
 
 def all_reduce(comm: Comm, x: torch.Tensor, op: str) -> None:
@@ -36,18 +35,10 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
     """Push: afterwards chunk r of x on rank r holds the reduction of everyone's chunk r."""
     p, r = comm.world_size, comm.rank
     chunks = split(x, p)
-    mine = segments(chunks[r], PIECE_BYTES)
-    # one inbox per worker, all posted at once; each receives piece by piece into a few
-    # reusable slots (kept from call to call, see scratch.py), so adding piece j overlaps
-    # the transfer of the next pieces and no chunk-sized buffer is allocated (page faults)
-    inboxes = [Inbox(comm, (r - k) % p, [q.numel() for q in mine], x, steps=[k - 1] * len(mine),
-                     phase="push") for k in range(1, p)]
     sends = [comm.isend(chunks[(r + k) % p], (r + k) % p, step=k - 1, phase="push",
                         chunk=(r + k) % p) for k in range(1, p)]
-    for inbox in inboxes:
-        with inbox:
-            for piece in mine:
-                combine_(piece, inbox.next(), op)
+    for k in range(1, p):   # the server adds the workers' copies in as they arrive
+        comm.recv_reduce(chunks[r], (r - k) % p, op, step=k - 1, phase="push")
     comm.wait(*sends)
 
 

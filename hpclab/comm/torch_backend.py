@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from hpclab.comm.p2p import Comm, Pending
+from hpclab.comm.p2p import Comm
 
 _OPS = {"sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
 
@@ -45,5 +45,4 @@ def reduce_scatter(comm: Comm, x: torch.Tensor, op: str) -> None:
 
 
 def _wait(comm: Comm, work, what: str) -> None:
-    # peer -1: torch does not say whom it waited for
-    comm.wait(Pending([work], "recv", -1, 0, f"torch.distributed.{what}"))
+    comm.wait(comm.wrap(work, what))   # peer -1 in errors: torch does not say whom it waited for

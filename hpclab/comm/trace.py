@@ -3,7 +3,7 @@
     with hpclab.comm.tracing() as trace:
         hpclab.comm.all_reduce(x, algorithm="ring")
     print(trace.table())                      # this rank's messages
-    everyone = gather_traces(trace)           # rank 0: all ranks' messages, None elsewhere
+    everyone = hpclab.comm.gather_traces(trace)   # rank 0: all ranks' messages, else None
     print(timeline(everyone))                 # one line per step: 0→1 c2  1→2 c0 ...
 
 Each message this rank sends becomes one `Message` (times in seconds from `time.time()`,
@@ -17,7 +17,7 @@ so traces of ranks on one host share a clock; across hosts they are as good as N
     phase      e.g. "reduce-scatter", "all-gather", "gather", "broadcast", "fold"
     call       0, 1, 2 ... : which collective call inside this `tracing()` block
     collective "all_reduce", "broadcast", ...;  algorithm: "ring", "tree", ...
-    segment    index of the segment within the chunk (the pipelined ring cuts chunks)
+    segment    index of the segment within the chunk (ring_pipelined cuts chunks)
 
 The tracing block is found through a context variable, so code that runs collectives
 needs no extra argument and untraced code pays one `is None` check per message.
@@ -26,10 +26,9 @@ needs no extra argument and untraced code pays one `is None` check per message.
 from __future__ import annotations
 
 import contextvars
-import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 
 _CURRENT: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(
     "hpclab_comm_trace", default=None)
@@ -68,12 +67,6 @@ class Trace:
 
     def __iter__(self) -> Iterator[Message]:
         return iter(self.messages)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __getitem__(self, i):
-        return self.messages[i]
 
     def table(self) -> str:
         return table(self.messages)
@@ -118,30 +111,3 @@ def timeline(messages: list[Message]) -> str:
     return "\n".join(f"step {step:>2} {phase:<15}| " +
                      "  ".join(f"{src}→{dst} c{chunk}" for src, dst, chunk in arrows)
                      for (_, step, phase), arrows in steps.items())
-
-
-def gather_traces(trace: Trace, dst: int = 0, group=None,
-                  timeout: float | None = None) -> list[Message] | None:
-    """Send every rank's messages to rank `dst`; it gets them all sorted by (call, step,
-    t_start), the other ranks get None. Collective: every rank of the group must call it."""
-    import torch
-
-    from hpclab.comm.p2p import Comm  # p2p records into traces, so import it lazily
-
-    comm = Comm.of(group, timeout, collective="gather_traces", algorithm="naive", trace=None)
-    if comm.rank != dst:
-        payload = pickle.dumps([astuple(m) for m in trace.messages])
-        data = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-        comm.send(torch.tensor([data.numel()], dtype=torch.int64), dst, step=0, phase="size")
-        comm.send(data, dst, step=1, phase="payload")
-        return None
-    everyone = list(trace.messages)
-    for src in range(comm.world_size):
-        if src == dst:
-            continue
-        size = torch.zeros(1, dtype=torch.int64)
-        comm.recv(size, src, step=0, phase="size")
-        data = torch.empty(int(size.item()), dtype=torch.uint8)
-        comm.recv(data, src, step=1, phase="payload")
-        everyone += [Message(*row) for row in pickle.loads(data.numpy().tobytes())]
-    return sorted(everyone, key=lambda m: (m.call, m.step, m.t_start))

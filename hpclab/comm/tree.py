@@ -11,7 +11,7 @@ A parent serves two children one after the other, so each level costs up to two 
 
     T_tree ≈ 2d·(α + n·β + n·γ)  +  2d·(α + n·β)        (reduce + broadcast)
 
-(exactly, see model.py: the critical path through the heap). Logarithmic in p like
+(exactly, see cost_model.py: the critical path through the heap). Logarithmic in p like
 recursive doubling, but every level moves the whole vector: good for small messages and
 for reduce/broadcast, which have no all-to-all pattern to exploit.
 """

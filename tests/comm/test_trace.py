@@ -72,6 +72,7 @@ def test_traffic_matches_the_textbook(p):
     extra = 2 * (p - p2) * b   # fold in + fold out for p = 5
     assert got["naive"] == (2 * (p - 1) * b, 2 * (p - 1), 2 * (p - 1))
     assert got["ring"] == (2 * (p - 1) * b, 2 * p * (p - 1), 2 * (p - 1))
+    assert got["ring_pipelined"] == got["ring"]     # one segment per chunk at this size
     assert got["parameter_server"] == (2 * (p - 1) * b, 2 * p * (p - 1), 2 * (p - 1))
     assert got["tree"] == (2 * (p - 1) * b, 2 * (p - 1), 2 * int(math.log2(p)))
     assert got["recursive_doubling"][0] == p2 * 2 * b + extra

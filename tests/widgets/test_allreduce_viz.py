@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpclab.comm.model import Params, predict
+from hpclab.comm.cost_model import Params, predict
 from hpclab.widgets import AllReduceVisualiser
 from hpclab.widgets.allreduce import SUB
 from hpclab.widgets.allreduce_state import Replay, record_trace

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from hpclab.comm import model
-from hpclab.comm.model import Params, predict
+from hpclab.comm import cost_model
+from hpclab.comm.cost_model import Params, predict
 
 pytestmark = [pytest.mark.unit_c]
 
@@ -41,7 +41,7 @@ def test_tree_on_two_ranks_is_one_hop_each_way():
 
 
 def test_one_rank_costs_nothing_and_bad_names_fail():
-    assert all(predict(a, N, 1, C) == 0 for a in model.ALGORITHMS)
+    assert all(predict(a, N, 1, C) == 0 for a in cost_model.FORMULAS)
     with pytest.raises(ValueError, match="no cost formula for algorithm 'bogus'"):
         predict("bogus", N, 4, C)
 
@@ -55,9 +55,9 @@ def test_duplex_beta_slows_the_exchanging_algorithms_only():
 
 
 def test_bus_bandwidth():
-    assert model.alg_bandwidth(1e6, 1e-3) == pytest.approx(1e9)
-    assert model.bus_bandwidth(1e6, 1e-3, 4) == pytest.approx(1e9 * 2 * 3 / 4)
-    assert model.bus_bandwidth(1e6, 1e-3, 1) == 0
+    assert cost_model.alg_bandwidth(1e6, 1e-3) == pytest.approx(1e9)
+    assert cost_model.bus_bandwidth(1e6, 1e-3, 4) == pytest.approx(1e9 * 2 * 3 / 4)
+    assert cost_model.bus_bandwidth(1e6, 1e-3, 1) == 0
 
 
 def test_ring_time_saturates_while_naive_grows_linearly():
@@ -68,33 +68,33 @@ def test_ring_time_saturates_while_naive_grows_linearly():
 
 
 def test_best_algorithm_small_latency_bound_large_bandwidth_bound():
-    assert model.best_algorithm(8, 8, C) == "recursive_doubling"
-    assert model.best_algorithm(N, 8, C) == "halving_doubling"
-    assert model.best_algorithm(N, 6, C) == "ring"       # not a power of two: no fold
-    assert model.best_algorithm(N, 8, C, algorithms=("naive", "tree")) == "tree"
+    assert cost_model.best_algorithm(8, 8, C) == "recursive_doubling"
+    assert cost_model.best_algorithm(N, 8, C) == "halving_doubling"
+    assert cost_model.best_algorithm(N, 6, C) == "ring"       # not a power of two: no fold
+    assert cost_model.best_algorithm(N, 8, C, algorithms=("naive", "tree")) == "tree"
 
 
 def test_fits_recover_known_parameters():
     sizes = np.array([4, 64, 4096, 1 << 16, 1 << 20, 1 << 24], float)
-    alpha, beta = model.fit_alpha_beta(sizes, C.alpha + sizes * C.beta)
+    alpha, beta = cost_model.fit_alpha_beta(sizes, C.alpha + sizes * C.beta)
     assert alpha == pytest.approx(C.alpha, rel=1e-9) and beta == pytest.approx(C.beta, rel=1e-9)
-    assert model.fit_gamma(sizes, sizes * C.gamma) == pytest.approx(C.gamma, rel=1e-12)
-    fitted = model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
+    assert cost_model.fit_gamma(sizes, sizes * C.gamma) == pytest.approx(C.gamma, rel=1e-12)
+    fitted = cost_model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
                        dict(zip(sizes, sizes * C.gamma)),
                        dict(zip(sizes, C.alpha + sizes * 3 * C.beta)))
     assert fitted.alpha == pytest.approx(C.alpha) and "GB/s" in str(fitted)
     assert fitted.beta_duplex == pytest.approx(3 * C.beta)
     assert fitted.alpha_duplex == pytest.approx(C.alpha)
-    assert model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
+    assert cost_model.fit(dict(zip(sizes, C.alpha + sizes * C.beta)),
                      dict(zip(sizes, sizes * C.gamma))).beta2 == pytest.approx(C.beta)
     with pytest.raises(ValueError, match="at least two message sizes"):
-        model.fit_alpha_beta([8, 8], [1e-6, 1e-6])
+        cost_model.fit_alpha_beta([8, 8], [1e-6, 1e-6])
 
 
 def test_link_bandwidth_text_survives_an_unmeasurable_beta():
     """β is clamped at 0 when no measured size was bandwidth-bound (tiny sizes on a busy
     machine): the text says so instead of dividing by zero."""
-    assert model.link_bandwidth(0.5e-9) == "2.00 GB/s"
-    assert "too small to measure" in model.link_bandwidth(0.0)
-    assert "too small to measure" in str(model.Params(alpha=1e-5, beta=0.0, gamma=0.0,
+    assert cost_model.link_bandwidth(0.5e-9) == "2.00 GB/s"
+    assert "too small to measure" in cost_model.link_bandwidth(0.0)
+    assert "too small to measure" in str(cost_model.Params(alpha=1e-5, beta=0.0, gamma=0.0,
                                                       beta_duplex=0.0))

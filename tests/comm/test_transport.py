@@ -1,4 +1,4 @@
-"""Scratch buffers kept from one collective call to the next (hpclab.comm.scratch).
+"""Scratch buffers kept from one collective call to the next (hpclab.comm._transport).
 
 The pool must hand the same memory back on the next call (that is the point: no page
 faults while a message lands), never hand one buffer to two users at once, stay within
@@ -14,54 +14,55 @@ import torch
 import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
-from hpclab.comm import CommError, all_reduce, scratch
-from hpclab.comm.p2p import Comm, Inbox
+from hpclab.comm import CommError, _transport, all_reduce
+from hpclab.comm._transport import Inbox
+from hpclab.comm.p2p import Comm
 
 pytestmark = [pytest.mark.unit_c]
 
 
 @pytest.fixture(autouse=True)
 def empty_pool():
-    scratch._pool().clear()
+    _transport.pool().clear()
     yield
-    scratch._pool().clear()
+    _transport.pool().clear()
 
 
 def test_a_given_buffer_comes_back_and_is_never_shared():
     x = torch.zeros(10)
-    a = scratch.take(100, like=x)
-    b = scratch.take(100, like=x)             # a is still in use: a new buffer
+    a = _transport.take(100, like=x)
+    b = _transport.take(100, like=x)             # a is still in use: a new buffer
     assert a.data_ptr() != b.data_ptr() and a.numel() == b.numel() == 100
-    scratch.give(a)
-    again = scratch.take(60, like=x)          # the smallest free buffer that fits
+    _transport.give(a)
+    again = _transport.take(60, like=x)          # the smallest free buffer that fits
     assert again.data_ptr() == a.data_ptr()
-    assert scratch.take(60, like=x.double()).dtype == torch.float64   # dtype is respected
-    assert scratch.pooled_bytes() == 0
+    assert _transport.take(60, like=x.double()).dtype == torch.float64   # dtype is respected
+    assert _transport.pooled_bytes() == 0
 
 
 def test_the_pool_stays_within_its_bound(monkeypatch):
-    monkeypatch.setattr(scratch, "POOL_BYTES", 1000)
+    monkeypatch.setattr(_transport, "POOL_BYTES", 1000)
     x = torch.zeros(1)
     for _ in range(5):
-        scratch.give(scratch.take(100, like=x))    # 400 bytes each, one at a time: reused
-    assert scratch.pooled_bytes() == 400
-    buffers = [scratch.take(100, like=x) for _ in range(4)]
+        _transport.give(_transport.take(100, like=x))    # 400 bytes each, one at a time: reused
+    assert _transport.pooled_bytes() == 400
+    buffers = [_transport.take(100, like=x) for _ in range(4)]
     for b in buffers:
-        scratch.give(b)
-    assert scratch.pooled_bytes() == 800           # a third 400-byte buffer would not fit
+        _transport.give(b)
+    assert _transport.pooled_bytes() == 800           # a third 400-byte buffer would not fit
 
 
 def test_threads_have_their_own_pools():
-    scratch.give(scratch.take(100, like=torch.zeros(1)))
+    _transport.give(_transport.take(100, like=torch.zeros(1)))
     seen = []
-    thread = threading.Thread(target=lambda: seen.append(scratch.pooled_bytes()))
+    thread = threading.Thread(target=lambda: seen.append(_transport.pooled_bytes()))
     thread.start()
     thread.join()
-    assert seen == [0] and scratch.pooled_bytes() == 400
+    assert seen == [0] and _transport.pooled_bytes() == 400
 
 
 def reuse_on_rank(ctx, numel, algorithm):
-    scratch._pool().clear()
+    _transport.pool().clear()
     results, pointers = [], []
     for call in range(3):
         x = torch.arange(numel, dtype=torch.float32) * (ctx.rank + 1) + call
@@ -69,8 +70,8 @@ def reuse_on_rank(ctx, numel, algorithm):
         dist.all_reduce(expected)
         all_reduce(x, algorithm=algorithm)
         results.append(torch.equal(x, expected))
-        pointers.append(sorted(b.data_ptr() for b in scratch._pool()))
-    return results, pointers, scratch.pooled_bytes()
+        pointers.append(sorted(b.data_ptr() for b in _transport.pool()))
+    return results, pointers, _transport.pooled_bytes()
 
 
 @pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling", "tree",
@@ -86,7 +87,7 @@ def test_collectives_reuse_their_slots_from_call_to_call(algorithm):
 
 
 def failing_inbox_on_rank(ctx):
-    scratch._pool().clear()
+    _transport.pool().clear()
     if ctx.rank == 1:        # waits for a message rank 0 never sends
         comm = Comm.of(timeout=1.0, collective="test", algorithm="inbox")
         try:
@@ -94,9 +95,9 @@ def failing_inbox_on_rank(ctx):
                     as inbox:
                 inbox.next()
         except CommError:    # a timeout (or, on a very slow machine, rank 0 leaving)
-            return "failed", scratch.pooled_bytes()
+            return "failed", _transport.pooled_bytes()
     time.sleep(3.0)          # rank 0 stays (silent) until rank 1's wait has timed out
-    return "idle", scratch.pooled_bytes()
+    return "idle", _transport.pooled_bytes()
 
 
 def test_a_failed_receive_does_not_return_its_slots():

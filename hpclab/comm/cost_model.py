@@ -6,6 +6,7 @@ bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vect
     naive               2(p−1)·(α + nβ) + (p−1)·nγ
     parameter_server    2(p−1)·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ   (sharded: like the ring)
     ring                2(p−1)·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
+    ring_pipelined      the ring in k = ⌈n/(p·S)⌉ segments per chunk: 2(p−1)·k·α₂ + … (S = 2 MiB)
     recursive_doubling  log₂p·(α₂ + nβ₂ + nγ)
     halving_doubling    2·log₂p·α₂ + 2(p−1)/p·nβ₂ + (p−1)/p·nγ
     tree                critical path of the binary heap: ≈ 2d(α + nβ + nγ) + 2d(α + nβ),
@@ -41,12 +42,11 @@ the reducing steps timed whole).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-ALGORITHMS = ("naive", "parameter_server", "ring", "recursive_doubling", "halving_doubling",
-              "tree", "torch")
+from hpclab.comm.ring_pipelined import SEGMENT_BYTES
 
 
 @dataclass
@@ -105,8 +105,7 @@ class MeasuredCosts:
     send_add(m), exchange_add(m) are read off their own tables when given (on one host
     such a step costs more than its parts: what arrives sits in another core's cache).
     Tables are interpolated linearly in log(size)–log(time) between measured sizes and
-    linearly in m beyond the largest. It
-    is the α–β–γ model with size-dependent α(m) + m·β(m) (the idea of PLogP, Kielmann et
+    linearly in m beyond the largest. It is the α–β–γ model with size-dependent α(m) + m·β(m) (the idea of PLogP, Kielmann et
     al. 2000): on a network β hardly depends on m, but on one host a message leaves the
     caches somewhere between 1 and 64 MiB and its time per byte grows by 2–3×, which no
     single β can follow.
@@ -116,6 +115,9 @@ class MeasuredCosts:
     reductions: dict
     one_way_reductions: dict | None = None   # measured reducing steps (measure.one_way /
     exchange_reductions: dict | None = None  # exchange with reduce=True); None: send + add
+    # best_algorithm's answers so far, per (bytes, p): the tables never change, and "auto"
+    # asks again at every call (interpolating every step of every formula: ~0.1 ms)
+    picks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def send(self, m: float) -> float:
         return _interpolate(self.one_way, m)
@@ -127,14 +129,12 @@ class MeasuredCosts:
         return _interpolate(self.reductions, m) if m > 0 else 0.0
 
     def send_add(self, m: float) -> float:
-        if self.one_way_reductions:
-            return _interpolate(self.one_way_reductions, m)
-        return self.send(m) + self.add(m)
+        table = self.one_way_reductions
+        return _interpolate(table, m) if table else self.send(m) + self.add(m)
 
     def exchange_add(self, m: float) -> float:
-        if self.exchange_reductions:
-            return _interpolate(self.exchange_reductions, m)
-        return self.exchange(m) + self.add(m)
+        table = self.exchange_reductions
+        return _interpolate(table, m) if table else self.exchange(m) + self.add(m)
 
     def __str__(self) -> str:
         return (f"measured costs at {len(self.one_way)} message sizes "
@@ -167,8 +167,10 @@ def ring(n: float, p: int, c: Costs) -> float:
     return (p - 1) * c.exchange_add(n / p) + (p - 1) * c.exchange(n / p)
 
 
-def parameter_server(n: float, p: int, c: Costs) -> float:
-    return ring(n, p, c)
+def ring_pipelined(n: float, p: int, c: Costs, segment_bytes: int = SEGMENT_BYTES) -> float:
+    """The ring's 2(p−1) steps, each as k messages of n/(p·k) bytes (ring_pipelined.py)."""
+    k = max(1, math.ceil(n / p / segment_bytes))
+    return k * ring(n / k, p, c)
 
 
 def recursive_doubling(n: float, p: int, c: Costs) -> float:
@@ -206,13 +208,11 @@ def tree(n: float, p: int, c: Costs) -> float:
     return received(0, reduced(0))
 
 
-def torch(n: float, p: int, c: Costs) -> float:
-    return ring(n, p, c)
-
-
-FORMULAS = {"naive": naive, "parameter_server": parameter_server, "ring": ring,
-            "recursive_doubling": recursive_doubling, "halving_doubling": halving_doubling,
-            "tree": tree, "torch": torch}
+# Every all-reduce algorithm of collectives.py, in the order best_algorithm breaks ties.
+FORMULAS = {"ring": ring, "recursive_doubling": recursive_doubling,
+            "halving_doubling": halving_doubling, "tree": tree,
+            "parameter_server": ring, "naive": naive,   # the sharded server: the ring's steps
+            "ring_pipelined": ring_pipelined, "torch": ring}   # gloo's, NCCL's: rings
 
 
 def predict(algorithm: str, nbytes: float, p: int, params: Costs) -> float:
@@ -225,14 +225,17 @@ def predict(algorithm: str, nbytes: float, p: int, params: Costs) -> float:
     return 0.0 if p == 1 else FORMULAS[algorithm](nbytes, p, params)
 
 
-def best_algorithm(nbytes: float, p: int, params: Costs,
-                   algorithms=("ring", "recursive_doubling", "halving_doubling", "tree",
-                               "parameter_server", "naive")) -> str:
-    """The algorithm with the smallest predicted time (ties, to rounding: the earlier in
-    the list)."""
-    times = {a: predict(a, nbytes, p, params) for a in algorithms}
-    best = min(times.values())
-    return next(a for a in algorithms if times[a] <= best * (1 + 1e-9))
+def best_algorithm(nbytes: float, p: int, params: Costs, algorithms=None) -> str:
+    """The algorithm with the smallest predicted time among `algorithms` (default: ours,
+    every formula but "torch"; ties, to rounding: the earlier in FORMULAS). What
+    all_reduce(x, algorithm="auto", costs=params) runs."""
+    memo = params.picks if algorithms is None and isinstance(params, MeasuredCosts) else {}
+    if (nbytes, p) not in memo:
+        names = algorithms or [a for a in FORMULAS if a != "torch"]
+        times = {a: predict(a, nbytes, p, params) for a in names}
+        best = min(times.values())
+        memo[nbytes, p] = next(a for a in names if times[a] <= best * (1 + 1e-9))
+    return memo[nbytes, p]
 
 
 def alg_bandwidth(nbytes: float, seconds: float) -> float:
