@@ -4,8 +4,8 @@ The graph is read from the source with `ast` (nothing is imported): a node per m
 hpclab/, an edge a → b for every `import b` / `from b import ...` anywhere in a (inside
 functions too: a deferred import hides a cycle, it does not remove it). `from pkg import
 name` points at pkg.name when that is a module, else at pkg's __init__. A package's
-__init__ that a submodule import runs on the way is not counted, as in Python itself
-(import-linter and pydeps count the same way).
+__init__ that a submodule import runs on the way is not counted: it is not an import the
+module writes (a package's __init__ importing its own submodules is the usual layout).
 """
 
 import ast
