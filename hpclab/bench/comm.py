@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hpclab.comm import ALGORITHMS, cost_model
+from hpclab.comm.ring_pipelined import SEGMENT_BYTES
 from hpclab.comm.measure import (
     exchange,
     one_way,
@@ -113,10 +114,13 @@ def measure(ctx, sizes: list[int], repeats: int, statistic: str = "median") -> d
 
 def part_sizes(nbytes: int, p: int) -> list[int]:
     """The message sizes an n-byte all-reduce on p ranks sends: n (naive, tree, recursive
-    doubling), n/2, n/4, … n/p' (halving-doubling, p' = 2^⌊log₂p⌋) and n/p (ring chunks)."""
+    doubling), n/2, n/4, … n/p' (halving-doubling, p' = 2^⌊log₂p⌋), n/p (ring chunks) and
+    the pipelined ring's segments of them (k = ⌈(n/p)/SEGMENT_BYTES⌉ per chunk)."""
     p2 = 1 << (p.bit_length() - 1)
     halves = [max(nbytes >> k, 1) for k in range(p2.bit_length())]
-    return sorted({*halves, max(nbytes // p, 1)}, reverse=True)
+    chunk = max(nbytes // p, 1)
+    segment = max(chunk // -(-chunk // SEGMENT_BYTES), 1)
+    return sorted({*halves, chunk, segment}, reverse=True)
 
 
 def run(cfg: BenchConfig) -> tuple[dict, str]:

@@ -55,6 +55,7 @@ def test_bench_rejects_one_engine():
 
 @pytest.mark.parametrize("n,p,expected", [(1024, 2, [1024, 512]), (1024, 4, [1024, 512, 256]),
                                           (1200, 3, [1200, 600, 400]),
-                                          (1 << 20, 8, [1 << 20, 1 << 19, 1 << 18, 1 << 17])])
+                                          (1 << 20, 8, [1 << 20, 1 << 19, 1 << 18, 1 << 17]),
+                                          (64 << 20, 2, [64 << 20, 32 << 20, 2 << 20])])
 def test_part_sizes_are_the_messages_the_algorithms_send(n, p, expected):
     assert bench.part_sizes(n, p) == expected
