@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import torch
 
 from hpclab.comm import ALGORITHMS, cost_model
-from hpclab.comm.ring_pipelined import SEGMENT_BYTES
 from hpclab.comm.measure import (
     exchange,
     one_way,
@@ -33,6 +32,7 @@ from hpclab.comm.measure import (
     slowest_rank,
     time_all_reduces,
 )
+from hpclab.comm.ring_pipelined import SEGMENT_BYTES
 
 KiB, MiB = 1 << 10, 1 << 20
 SIZES = [4 * KiB * 4 ** k for k in range(8)]          # 4 KiB, 16 KiB, …, 64 MiB
