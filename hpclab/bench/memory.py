@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hpclab bench memory", description=__doc__.split("\n")[0])
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--model", default="transformer", choices=["transformer", "mlp"])
-    ap.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    ap.add_argument("--steps", type=int, default=4, help="steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="folder for memory.md (the table)")
     args = ap.parse_args(argv)
