@@ -131,8 +131,8 @@ def memory_table(model: str, ranks: list[int], steps: int, repeats: int) -> list
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| model | ranks | impl | stage | Ψ | parameters B | gradients B | optimizer B "
-             "| total B | B/Ψ (θ + g + opt) | step ms | vs torch |",
+    lines = [("| model | ranks | impl | stage | Ψ | parameters B | gradients B | optimizer B "
+              "| total B | B/Ψ (θ + g + opt) | step ms | vs torch |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         total = r["parameters"] + r["gradients"] + r["optimizer"]

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.parallel.zero.shard import ShardedGroup, check_params
 
 

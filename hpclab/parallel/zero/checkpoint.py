@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-import hpclab.comm as comm
+from hpclab import comm
 from hpclab.parallel.checkpoint import load_checkpoint, save_checkpoint
 from hpclab.parallel.zero.base import ShardedOptimizer
 from hpclab.parallel.zero.shard import FlatLayout, is_allocated

@@ -78,3 +78,9 @@ def test_errors_name_the_problem():
         FlatLayout.of([a], 0)
     with pytest.raises(ValueError, match="rank must be in 0..1"):
         FlatLayout.of([a], 2).shard_slice(2)
+
+
+def test_stages_need_a_process_group():
+    from hpclab.parallel.zero import ZeRO1
+    with pytest.raises(RuntimeError, match="needs a process group"):
+        ZeRO1([torch.nn.Parameter(torch.zeros(3))], torch.optim.SGD, lr=0.1)

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import hpclab.comm as comm
 import hpclab.optim
+from hpclab import comm
 from hpclab.cluster.spawn import run_local
 from hpclab.parallel import DistributedDataParallel
 from hpclab.parallel.zero import ZeRO1, ZeRO3, held_bytes, zero_optimizer
@@ -203,9 +203,10 @@ def memory_and_volume_on_rank(ctx):
                                  units=units if stage == 3 else None, lr=0.01)
         peaks = []
         if stage == 3:   # the parameters held while each block computes its forward
+            def record(*_, model=model, opt=opt, peaks=peaks):
+                peaks.append(held_bytes(model, opt)["parameters"])
             for u in units:
-                u.register_forward_pre_hook(   # runs after ZeRO3's own pre-hook
-                    lambda *_: peaks.append(held_bytes(model, opt)["parameters"]))
+                u.register_forward_pre_hook(record)   # runs after ZeRO3's own pre-hook
         for step in range(2):
             idx = batch(step, ctx.rank, p)
             if step == 1:
@@ -272,3 +273,46 @@ def test_bytes_per_rank_and_communication_volume(world_size):
         assert abs(out[0]["sent"] - 2 * 4 * (p - 1) * psi / p) <= 4 * 2 * (p - 1) * n_params
         assert abs(out[1]["sent"] - out[0]["sent"]) <= 4 * 2 * (p - 1) * n_params, \
             f"rank {rank}: stage 1 sends {out[1]['sent']} B, DP {out[0]['sent']} B"
+
+
+# -- stage 3 outside training, and errors -------------------------------------------------
+def api_on_rank(ctx):
+    model, units, X, Y, loss_fn = build("transformer")
+    opt = ZeRO3(model, torch.optim.Adam, units=units, **ADAM)
+    loss_fn(model(X[:4]), Y[:4]).backward()
+    opt.step()
+    opt.zero_grad()
+    plain, *_ = build("transformer")
+    full = opt.full_state_dict()
+    with torch.no_grad():
+        for i, p in enumerate(plain.parameters()):
+            p.copy_(full[i])
+        expected = plain(X[:4])
+        no_grad_eval = model(X[:4])              # gathers and frees unit by unit
+    freed = all(p.untyped_storage().nbytes() == 0 for p in model.parameters())
+    with opt.full_parameters():
+        inside = [p.detach().clone() for p in model.parameters()]
+    errors = []
+    for call in (lambda: ZeRO3(model, object),
+                 lambda: ZeRO3(build("mlp")[0], torch.optim.Adam, units=[plain.blocks[0]]),
+                 lambda: zero_optimizer(1, plain, torch.optim.Adam, units=units),
+                 lambda: zero_optimizer(4, plain, torch.optim.Adam),
+                 lambda: opt.zero_grad(set_to_none=False)):
+        try:
+            call()
+            errors.append(None)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    return (torch.equal(no_grad_eval, expected), freed,
+            all(torch.equal(a, full[i]) for i, a in enumerate(inside)), errors)
+
+
+def test_stage3_evaluation_full_parameters_and_errors():
+    for same_output, freed, inside_ok, errors in run_local(api_on_rank, 2):
+        assert same_output, "an evaluation forward must equal the gathered model's"
+        assert freed, "outside forward/backward stage 3's full parameters hold no memory"
+        assert inside_ok, "full_parameters() must show every parameter in full"
+        assert None not in errors, errors
+        for message, word in zip(errors, ("optimizer_class", "not a submodule", "stage 3",
+                                          "stage must be one of", "set_to_none")):
+            assert word in message, message
