@@ -93,6 +93,7 @@ class ZeRO3(ShardedOptimizer):
                          group=group, timeout=timeout, **defaults)
         self._group_of = {id(p): g for g in self.groups for p in g.params}
         self._in_backward = False
+        self._hold_full = False      # inside full_parameters(): forward frees nothing
         for unit, g in zip(self.units, self.groups):
             unit.register_forward_pre_hook(lambda _m, _a, g=g: self._before_forward(g))
             unit.register_forward_hook(lambda _m, _a, out, g=g: self._after_forward(g, out))
@@ -111,7 +112,8 @@ class ZeRO3(ShardedOptimizer):
         self._unshard(g)                                   # 1. all-gather θ_u
 
     def _after_forward(self, g: ShardedGroup, output):
-        free_(g.flat)                                      # 3. free θ_u
+        if not self._hold_full:
+            free_(g.flat)                                  # 3. free θ_u
         if torch.is_grad_enabled():                        # 4. is armed on the output
             for t in _tensors(output):
                 if t.requires_grad:
@@ -155,13 +157,16 @@ class ZeRO3(ShardedOptimizer):
 
     @contextlib.contextmanager
     def full_parameters(self):
-        """Inside the block the module's parameters hold their full values (read them, do
-        not train); afterwards they are freed again. Collective: every rank enters it."""
+        """Inside the block the module's parameters hold their full values (read them, run
+        forward to evaluate; do not train); afterwards they are freed again. Collective:
+        every rank enters it."""
         for g in self.groups:
             self._unshard(g)
+        self._hold_full = True
         try:
             yield self.module
         finally:
+            self._hold_full = False
             for g in self.groups:
                 free_(g.flat)
 

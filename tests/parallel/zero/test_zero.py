@@ -290,7 +290,8 @@ def api_on_rank(ctx):
         expected = plain(X[:4])
         no_grad_eval = model(X[:4])              # gathers and frees unit by unit
     freed = all(p.untyped_storage().nbytes() == 0 for p in model.parameters())
-    with opt.full_parameters():
+    with opt.full_parameters(), torch.no_grad():
+        inside_eval = model(X[:4])               # a forward inside frees nothing
         inside = [p.detach().clone() for p in model.parameters()]
     errors = []
     for call in (lambda: ZeRO3(model, object),
@@ -303,7 +304,7 @@ def api_on_rank(ctx):
             errors.append(None)
         except (TypeError, ValueError) as exc:
             errors.append(str(exc))
-    return (torch.equal(no_grad_eval, expected), freed,
+    return (torch.equal(no_grad_eval, expected) and torch.equal(inside_eval, expected), freed,
             all(torch.equal(a, full[i]) for i, a in enumerate(inside)), errors)
 
 
