@@ -13,8 +13,8 @@ For each unit u, on rank r:
               3. post-hook: free θ_u (only θ_u[shard r] stays)
     backward  4. when the gradient of the unit's output arrives: all-gather θ_u again
               5. the unit's backward makes g_u
-              6. when all of g_u is made: reduce-scatter ḡ_u[shard r] = (1/N_d)·Σ_i g_{i,u}[shard r],
-                 then free g_u and θ_u
+              6. when all of g_u is made, reduce-scatter:
+                 ḡ_u[shard r] = (1/N_d)·Σ_i g_{i,u}[shard r], then free g_u and θ_u
     step      7. the optimizer updates θ[shard r] with ḡ[shard r] and its state shard only
               (no all-gather: the next forward gathers each unit when it needs it)
 
