@@ -99,8 +99,8 @@ class ExplorerState:
 
     def bars_gb(self) -> dict[str, list[float]]:
         """Per part, GB on one rank of each pipeline stage: the stacked bars."""
-        ranks = self.ranks()
-        return {part: [getattr(r, part) / GB for r in ranks] for part in PARTS}
+        parts = [r.parts() for r in self.ranks()]
+        return {part: [p[part] / GB for p in parts] for part in PARTS}
 
     @property
     def peak_gb(self) -> float:

@@ -32,6 +32,13 @@ Korthikanti et al. 2022, section 4.2.3):
 so with 1F1B (m >= p) the first stage holds p·(L/p) = L layers' worth — as much as one
 GPU without pipelining would.
 
+On top of what is stored, the backward of one layer needs working memory W (counted once
+per rank, our estimate, checked on CUDA in tests/memory): under recomputation the layer
+rebuilt, A_layer(none) − A_layer(recompute), and the gradients alive at the activation
+function, the f-wide one arriving and the one it produces, with the residual stream's:
+
+    W = A_layer(none) − A_layer(recompute) + (2·f·sb/t + sbh/(t if sp else 1))·e
+
     from hpclab.memory import LLAMA3_70B, MIXED, Parallelism, Training, stage_memories
     for r in stage_memories(LLAMA3_70B, Training(seq=8192, precision=MIXED),
                             Parallelism(dp=8, tp=8, pp=4, sp=True, zero=1, microbatches=8)):
@@ -116,15 +123,18 @@ class RankMemory:
     parameters: float
     gradients: float
     optimizer: float
-    activations: float
+    activations: float        # stored for backward: A_i
+    working: float = 0.0      # one layer's backward: W
 
     @property
     def total(self) -> float:
-        return self.parameters + self.gradients + self.optimizer + self.activations
+        return (self.parameters + self.gradients + self.optimizer + self.activations
+                + self.working)
 
     def parts(self) -> dict[str, float]:
+        """The four bars of the explorer (activations include the working memory W)."""
         return {"parameters": self.parameters, "gradients": self.gradients,
-                "optimizer": self.optimizer, "activations": self.activations}
+                "optimizer": self.optimizer, "activations": self.activations + self.working}
 
 
 def rank_parameters(shape: TransformerShape, par: Parallelism, stage: int = 0) -> float:
@@ -161,12 +171,23 @@ def rank_activations(shape: TransformerShape, run: Training, par: Parallelism,
     return par.in_flight(stage) * one
 
 
+def backward_working(shape: TransformerShape, run: Training, par: Parallelism) -> float:
+    """W: one layer's backward, the layer rebuilt under recomputation and the gradients
+    alive at its activation function."""
+    s, b, e, t = run.seq, run.micro_batch, run.precision, par.tp
+    rebuilt = (layer_bytes(shape, s, b, "none", e, t, par.sp)
+               - layer_bytes(shape, s, b, run.recompute, e, t, par.sp))
+    grads = (2 * shape.f * s * b / t + s * b * shape.hidden / (t if par.sp else 1))
+    return rebuilt + grads * e.activation_bytes
+
+
 def rank_memory(shape: TransformerShape, run: Training, par: Parallelism,
                 stage: int = 0) -> RankMemory:
     """Parameters, gradients, optimizer state and activations on one rank of `stage`."""
     psi = rank_parameters(shape, par, stage)
     p, g, o = zero_states(psi, run.optimizer, run.precision, par.dp, par.zero)
-    return RankMemory(stage, p, g, o, rank_activations(shape, run, par, stage))
+    return RankMemory(stage, p, g, o, rank_activations(shape, run, par, stage),
+                      backward_working(shape, run, par))
 
 
 def stage_memories(shape: TransformerShape, run: Training,

@@ -54,7 +54,7 @@ def time_recompute(steps: int = 20, repeats: int = 3, batch: int = 16, block: in
 
 def _time_recompute(steps, repeats, batch, block, verbose, config):
     train, _, tok = text_loaders(block_size=block, batch_size=batch)
-    x, y = (t.contiguous() for t in next(iter(train)))
+    x, y = (t.clone() for t in next(iter(train)))
     models = {mode: tiny_transformer(tok.vocab_size, block_size=block, recompute=mode,
                                      **config) for mode in RECOMPUTE}
     opts = {mode: torch.optim.Adam(m.parameters(), lr=1e-3) for mode, m in models.items()}
