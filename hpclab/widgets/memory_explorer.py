@@ -98,7 +98,12 @@ class MemoryExplorer(StaticFallback, W.VBox):
                 raise ValueError(f"unknown setting {name!r}; choose from {list(self.controls)}")
             w = self.controls[name]
             if hasattr(w, "options") and value not in w.options:
-                w.options = sorted(set(w.options) | {value})
+                old, self._hold = w.value, True    # new options reset the value: not a choice
+                try:
+                    w.options = sorted(set(w.options) | {value})
+                    w.value = old
+                finally:
+                    self._hold = False
             w.value = value
 
     def _on_change(self, change) -> None:
