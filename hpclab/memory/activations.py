@@ -9,7 +9,7 @@ hidden h, heads a, with 2-byte activations and 1-byte dropout masks:
                 = 11sbh + 5as²b
     MLP         2sbh (fc1 input) + 8sbh (GELU input) + 8sbh (fc2 input) + sbh (mask) = 19sbh
     LayerNorms  2 · 2sbh = 4sbh
-    one layer   sbh·(34 + 5as/h)                                            (eq. 1)
+    one layer   sbh·(34 + 5as/h)                                            (§4.1)
 
 Every term below is one tensor (one storage) and names the op that saves it, so the sum
 can be checked against `torch.autograd.graph.saved_tensors_hooks` tensor by tensor
@@ -36,13 +36,13 @@ can be checked against `torch.autograd.graph.saved_tensors_hooks` tensor by tens
 GPT (math attention, dropout, GELU, f = 4h, e = 2) without the small terms sums to
 sbh·(34 + 5as/h) exactly; the LayerNorm statistics the paper leaves out add 4·4sb.
 With t-way tensor parallelism the "tensor" region is split t ways and the "sequence"
-region replicated (eq. 2): sbh·(10 + 24/t + 5as/(ht)); sequence parallelism splits it
-too (eq. 4): sbh/t·(34 + 5as/h).
+region replicated (§4.2.1): sbh·(10 + 24/t + 5as/(ht)); sequence parallelism splits it
+too (§4.2.2): sbh/t·(34 + 5as/h).
 
 Recomputation (section 5):
     none        all of the above
     selective   the attention core softmax(QKᵀ/√d + mask)V is recomputed: the score
-                terms (and flash's lse) go, q, k, v stay: 34sbh per layer (eq. 6 at t=1)
+                terms (and flash's lse) go, q, k, v stay: 34sbh per layer (§5, table 2)
     full        each block's input only: 2sbh per layer (sbh·e), everything else rebuilt
 
 Outside the blocks (`outside_terms`): token ids (int64), the final norm, the head's
@@ -189,10 +189,10 @@ def korthikanti_layer_bytes(s: int, b: int, h: int, a: int, t: int = 1, sp: bool
                             recompute: str = "none") -> float:
     """The paper's closed forms (2-byte activations, GPT layer), for comparison:
 
-        none          sbh·(34 + 5as/h)            (t = 1, eq. 1)
-                      sbh·(10 + 24/t + 5as/(ht))  (tensor parallel, eq. 2)
-                      sbh/t·(34 + 5as/h)          (tensor + sequence parallel, eq. 4)
-        selective     sbh·(10 + 24/t), or 34 sbh/t with sequence parallelism (eq. 6)
+        none          sbh·(34 + 5as/h)            (t = 1, §4.1)
+                      sbh·(10 + 24/t + 5as/(ht))  (tensor parallel, §4.2.1)
+                      sbh/t·(34 + 5as/h)          (tensor + sequence parallel, §4.2.2)
+        selective     sbh·(10 + 24/t), or 34 sbh/t with sequence parallelism (§5, table 2)
         full          2sbh (and 2sbh/t with sequence parallelism)
     """
     check_recompute(recompute)

@@ -114,7 +114,7 @@ class ExplorerState:
         par = self.parallelism()
         verdict = "fits" if self.fits else "does NOT fit"
         return (f"{self.preset}: Ψ = {_count(self.shape.parameters)} parameters on "
-                f"{par.world_size} GPUs (N_d={par.dp}, t={par.tp}, p={par.pp}); the fullest "
+                f"{par.world_size} GPU{'s' if par.world_size > 1 else ''} (N_d={par.dp}, t={par.tp}, p={par.pp}); the fullest "
                 f"rank holds {_size(self.peak_gb * GB)}: {verdict} on a {self.gpu_gb:g} GB GPU")
 
 

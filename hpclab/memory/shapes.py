@@ -11,9 +11,9 @@ biases, a SwiGLU MLP with three matrices), with d = h/a the head size:
     biases       (a + 2 a_kv)·d + h  +  f + h             (GELU with bias only)
     norms        2·2h (LayerNorm: weight and bias)   or   2·h (RMSNorm)
 
-For GPT (a_kv = a, f = 4h, with biases) one block holds 12h² + 13h parameters
-(Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters
-Using Megatron-LM", section 5.1). Outside the blocks: token embeddings v·h, learned
+For GPT (a_kv = a, f = 4h, with biases) one block holds 12h² + 13h parameters, the count
+behind Narayanan et al. 2021 ("Efficient Large-Scale Language Model Training on GPU
+Clusters Using Megatron-LM"): P = 12Lh²·(1 + 13/(12h) + (v + s)/(12Lh)). Outside the blocks: token embeddings v·h, learned
 position embeddings s_max·h (none with RoPE), a final norm, and the output head v·h
 (+ v with a bias) unless it shares the embedding matrix.
 

@@ -81,7 +81,7 @@ def test_gpt_layer_is_34sbh_plus_5as2b():
        t=st.sampled_from([1, 2, 4, 8]), s=st.integers(1, 4096), b=st.integers(1, 8),
        sp=st.booleans(), recompute=st.sampled_from(RECOMPUTE))
 def test_tensor_and_sequence_parallel_forms(h_per_head, a, t, s, b, sp, recompute):
-    """Korthikanti et al. eq. 2 (t-way TP: sbh(10 + 24/t + 5as/(ht))), eq. 4 (TP + SP:
+    """Korthikanti et al. §4.2.1 (t-way TP: sbh(10 + 24/t + 5as/(ht))), §4.2.2 (TP + SP:
     sbh/t (34 + 5as/h)), selective and full recomputation, from the per-tensor terms."""
     if a % t:
         t = 1
