@@ -9,6 +9,11 @@ workload, small enough for a laptop CPU, big enough to show tokens/s and scaling
 
 Each block is pre-norm:  h ← h + Attn(LN(h));  h ← h + MLP(LN(h)), with causal
 self-attention softmax(QKᵀ/√d_head + mask) V, so position t only sees positions ≤ t.
+
+`recompute` trades compute for activation memory (hpclab.memory counts the bytes):
+"none" keeps what autograd saves; "selective" recomputes the attention core
+softmax(QKᵀ/√d_head + mask) V in backward, keeping only q, k, v; "full" keeps only each
+block's input and runs the whole block again in backward (torch.utils.checkpoint).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+RECOMPUTE = ("none", "selective", "full")
 
 
 @dataclass
@@ -28,6 +36,7 @@ class TransformerConfig:
     n_layers: int = 2
     n_heads: int = 4
     dropout: float = 0.0
+    recompute: str = "none"  # activation recomputation: one of RECOMPUTE
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_layers", "n_heads"):
@@ -36,12 +45,15 @@ class TransformerConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model must be divisible by n_heads, got d_model="
                              f"{self.d_model}, n_heads={self.n_heads}")
+        if self.recompute not in RECOMPUTE:
+            raise ValueError(f"recompute must be one of {RECOMPUTE}, got {self.recompute!r}")
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.selective = cfg.recompute == "selective"
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
@@ -51,9 +63,15 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, heads, T, d_head): each head attends on its own slice.
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
                    for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if self.selective and torch.is_grad_enabled():
+            y = checkpoint(self._core, q, k, v, use_reentrant=False)
+        else:
+            y = self._core(q, k, v)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def _core(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                              dropout_p=self.dropout if self.training else 0.0)
 
 
 class Block(nn.Module):
@@ -64,8 +82,14 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
                                  nn.Linear(4 * cfg.d_model, cfg.d_model),
                                  nn.Dropout(cfg.dropout))
+        self.full = cfg.recompute == "full"
 
     def forward(self, h):
+        if self.full and torch.is_grad_enabled():
+            return checkpoint(self._forward, h, use_reentrant=False)
+        return self._forward(h)
+
+    def _forward(self, h):
         h = h + self.attn(self.ln1(h))
         return h + self.mlp(self.ln2(h))
 
