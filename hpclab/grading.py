@@ -65,6 +65,10 @@ class SubmissionError(ValueError):
     """A submission nbgrader cannot grade as it is; the message says what to change."""
 
 
+class NbgraderError(RuntimeError):
+    """nbgrader itself failed; the message carries its log (the traceback it refers to)."""
+
+
 def _assignments(exercises: Path) -> list[str]:
     source = exercises / "source"
     if not source.is_dir():
@@ -97,7 +101,7 @@ def _check(result: dict, what: str) -> None:
     if not result.get("success"):
         # nbgrader's `error` ends "see the above traceback": that traceback is in `log`
         details = "\n".join(x for x in (result.get("log"), result.get("error")) if x)
-        raise RuntimeError(f"nbgrader {what} failed:\n{details}")
+        raise NbgraderError(f"nbgrader {what} failed:\n{details}")
 
 
 def _generate_into(exercises: Path, course: Path, names: list[str]) -> None:
@@ -216,6 +220,13 @@ def _notebooks_to_grade(name: str, folder: Path, exercises: Path) -> list[Path]:
         found = f"; it holds {others}" if others else ""
         raise SubmissionError(f"assignment {name}: nbgrader grades {expected}{found}. "
                               + "; ".join(hints))
+    for n in expected:
+        try:
+            if not isinstance(json.loads(submitted[n].read_text())["cells"], list):
+                raise TypeError("'cells' is not a list")
+        except (ValueError, KeyError, TypeError) as e:
+            raise SubmissionError(f"{submitted[n]} is not a readable notebook ({e!r}); ask for "
+                                  "the file again, saved from JupyterLab") from None
     extra = sorted(set(submitted) - set(expected))
     if extra:
         warnings.warn(f"assignment {name}: not graded (not a notebook of the assignment): "
@@ -342,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SubmissionError, FileNotFoundError) as e:
         print(f"hpclab grade autograde: {e}", file=sys.stderr)
         return 2
+    except NbgraderError as e:
+        print(f"hpclab grade autograde: {e}", file=sys.stderr)
+        return 1
     print(report(scores))
     return 0
 

@@ -92,3 +92,12 @@ def test_cli_prints_the_failing_test_of_a_wrong_submission(tmp_path):
     assert "carol  b1_gd_step/b1_gd_step: 0 / 3" in proc.stdout, proc.stdout
     assert "FAILED test_gradient_and_step (2 points): AssertionError" in proc.stdout, proc.stdout
     assert "FAILED test_fit (1 point): AssertionError" in proc.stdout, proc.stdout
+
+
+def test_a_broken_notebook_gets_a_clear_message(tmp_path):
+    folder = tmp_path / "b1_gd_step"
+    folder.mkdir()
+    (folder / "b1_gd_step.ipynb").write_text('{"cells": [')   # cut off in the upload
+    proc = _cli("autograde", str(folder))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "b1_gd_step.ipynb is not a readable notebook" in proc.stderr
