@@ -14,7 +14,7 @@ TORCH   ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 PHONY_TESTS := test test-fast test-quick test-slow
-.PHONY: setup system-deps lab demo $(PHONY_TESTS) test-cluster test-notebooks \
+.PHONY: setup system-deps lab lab-instructor demo $(PHONY_TESTS) test-cluster test-notebooks \
         test-browser test-slurm test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
         bench lint clean
 
@@ -32,6 +32,10 @@ system-deps:
 
 lab: setup
 	$(VENV)/bin/hpclab lab --engines $(ENGINES)
+
+# The instructor's lab: exercise sources (solutions, hidden tests) and the nbgrader tools.
+lab-instructor: setup
+	$(VENV)/bin/hpclab lab --instructor --engines $(ENGINES)
 
 demo: setup
 	$(VENV)/bin/hpclab demo --engines $(ENGINES) --out out/demo

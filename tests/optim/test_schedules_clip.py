@@ -1,5 +1,5 @@
 """Schedules against torch.optim.lr_scheduler, clipping against torch.nn.utils, and the
-double-corrected Adam pitfall against the right formula."""
+two double-corrected Adam pitfalls against the right formula."""
 
 import math
 
@@ -8,7 +8,12 @@ import torch
 
 import hpclab.optim as ours
 from hpclab.optim.adam import adam_step
-from hpclab.optim.pitfalls import adam_step_double_corrected, double_correction_factor
+from hpclab.optim.pitfalls import (
+    adam_step_mixed_forms,
+    adam_step_overcorrected,
+    mixed_forms_factor,
+    overcorrection_factor,
+)
 
 pytestmark = [pytest.mark.unit_b]
 
@@ -114,19 +119,29 @@ def test_clip_grad_value_matches_torch(clip_value, foreach):
         assert torch.equal(p.grad, q.grad)
 
 
+@pytest.mark.parametrize(("fn", "factor", "expected"), [
+    (adam_step_overcorrected, overcorrection_factor,
+     lambda t: 1 / ((1 - 0.9 ** t) * math.sqrt(1 - 0.999 ** t))),
+    (adam_step_mixed_forms, mixed_forms_factor,
+     lambda t: math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)),
+], ids=["seed-002", "mixed-forms"])
 @pytest.mark.parametrize("t", [1, 2, 10, 100, 1000])
-def test_double_corrected_adam_is_off_by_the_factor(t):
-    """With the same (m, v, t), the wrong step is the right one times c(t) (for ε → 0)."""
+def test_wrong_adams_are_off_by_their_factor(fn, factor, expected, t):
+    """With the same (m, v, t), a wrong step is the right one times its factor (ε → 0)."""
     gen = torch.Generator().manual_seed(t)
     m0, v0 = torch.randn(50, generator=gen), torch.rand(50, generator=gen)
     g = torch.randn(50, generator=gen, dtype=torch.float64)
     steps = []
-    for fn in (adam_step, adam_step_double_corrected):
+    for step in (adam_step, fn):
         θ = torch.zeros(50, dtype=torch.float64)
-        fn(θ, g, m0.double(), v0.double(), t, lr=1e-3, beta1=0.9, beta2=0.999, eps=0.0)
+        step(θ, g, m0.double(), v0.double(), t, lr=1e-3, beta1=0.9, beta2=0.999, eps=0.0)
         steps.append(θ)
     right, wrong = steps
-    c = double_correction_factor(t)
-    torch.testing.assert_close(wrong, c * right, rtol=1e-12, atol=0)
-    assert c == pytest.approx(math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t))
-    assert c < 0.95  # visibly too small throughout the first thousand steps
+    torch.testing.assert_close(wrong, factor(t) * right, rtol=1e-12, atol=0)
+    assert factor(t) == pytest.approx(expected(t))
+
+
+def test_seed_002_factors_are_the_ones_the_course_quotes():
+    """316 at t = 1, 15 at t = 10, 3.2 at t = 100 (B2, unit B notes, exercise B2b)."""
+    assert [round(overcorrection_factor(t), 1) for t in (1, 10, 100)] == [316.2, 15.4, 3.2]
+    assert round(mixed_forms_factor(1), 2) == 0.32
