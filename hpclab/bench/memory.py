@@ -13,7 +13,7 @@ every rank trains the same model with a fixed per-rank batch and torch.optim.Ada
 
 and reports, per rank (the largest over the ranks):
 
-    bytes held after the second backward, by category (hpclab.parallel.zero.held_bytes):
+    bytes held after the second backward, by category (hpclab.memory.measure.held_states):
     parameters, gradients, optimizer state, and each divided by Ψ (fp32 Adam: DP holds
     4 + 4 + 8 bytes per parameter; stage s divides the first s of the terms by N_d);
     the median step time, interleaved repeat by repeat so a busy machine slows all alike,
@@ -26,10 +26,13 @@ import argparse
 import statistics
 import time
 import warnings
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from hpclab.memory.measure import held_states
 
 IMPLS = ("dp", "zero1", "zero2", "zero3", "torch-zero1", "torch-fsdp2")
 STAGE = {"dp": 0, "zero1": 1, "zero2": 2, "zero3": 3, "torch-zero1": 1, "torch-fsdp2": 3}
@@ -83,7 +86,6 @@ def measure_on_rank(ctx, model: str, steps: int, repeats: int) -> dict:
     """Bytes held (after the second backward) and median step time of every impl."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    from hpclab.parallel.zero import held_bytes
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module")
     mesh = init_device_mesh("cpu", (ctx.world_size,))
     runs = {}
@@ -95,7 +97,7 @@ def measure_on_rank(ctx, model: str, steps: int, repeats: int) -> dict:
         for step in range(2):
             loss_fn(module(x), y).backward()
             if step == 1:
-                held[impl] = held_bytes(net, opt)
+                held[impl] = asdict(held_states(net, opt))
             opt.step()
             opt.zero_grad(set_to_none=True)
     for _ in range(repeats):

@@ -5,6 +5,7 @@
     saved.bytes                                  # activation bytes (unique storages)
     saved.sizes()                                # each storage's bytes, to compare by term
     held_states(model, optimizer)                # StateBytes: parameters, .grad, state
+                                                 # (also ZeRO, torch ZeRO, FSDP2 shards)
 
 `SavedTensors` installs `torch.autograd.graph.saved_tensors_hooks`, so it sees every
 tensor an op keeps for backward, and counts each *storage* once: q, k and v are views of
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Self
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from .states import StateBytes
 
@@ -72,15 +74,38 @@ class SavedTensors:
         return sorted(k[3] for k in self.records)
 
 
-def held_states(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> StateBytes:
+def held_states(model: torch.nn.Module, optimizer) -> StateBytes:
     """Bytes held now by the parameters, their .grad and the optimizer's state tensors
-    (moments and torch.optim's 4-byte step counters)."""
-    params = list(model.parameters())
-    state = [v for s in optimizer.state.values() for v in s.values()
+    (moments and torch.optim's 4-byte step counters), each storage counted once.
+
+    `optimizer` may be a torch optimizer, one of our ZeRO stages (hpclab.parallel.zero:
+    its parameter `shards` count as parameters), torch's ZeroRedundancyOptimizer (the
+    state lives in its inner `.optim`) or an optimizer over FSDP2's DTensor parameters
+    (their local shards count). A flat buffer that parameters are views of counts once,
+    with its padding; a freed buffer (ZeRO-3's parameters between uses) counts 0. Call it
+    after backward and before step(), from the second step on, so that the optimizer
+    state exists and every stage holds its gradients."""
+    tensors = [_local(t) for t in [*model.parameters(), *getattr(optimizer, "shards", [])]]
+    state = [_local(v) for s in _inner(optimizer).state.values() for v in s.values()
              if isinstance(v, torch.Tensor)]
-    return StateBytes(parameters=unique_bytes(params),
-                      gradients=unique_bytes(p.grad for p in params),
+    return StateBytes(parameters=unique_bytes(tensors),
+                      gradients=unique_bytes(_local(t.grad) for t in tensors
+                                             if t.grad is not None),
                       optimizer=unique_bytes(state))
+
+
+def _inner(optimizer) -> torch.optim.Optimizer:
+    """The optimizer that holds the state: ZeRO stages keep it in .optimizer, torch's
+    ZeroRedundancyOptimizer in .optim (its own .state is a view for the user)."""
+    for name in ("optimizer", "optim"):
+        inner = getattr(optimizer, name, None)
+        if isinstance(inner, torch.optim.Optimizer):
+            return inner
+    return optimizer
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def cuda_step_peak(step: Callable[[], None], device: torch.device | None = None) -> dict:

@@ -20,7 +20,7 @@ with hpclab.comm's reduce_scatter and all_gather (the textbook ring).
     opt = ZeRO3(model, hpclab.optim.Adam, units=model.blocks, lr=1e-3)
     loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
 
-    held_bytes(model, opt)                       # measure.py: bytes by category
+    hpclab.memory.measure.held_states(model, opt)  # bytes by category
     save_sharded(folder, opt, step=10)           # checkpoint.py: each rank its shard
     load_sharded(folder, opt)                    # at any world size
 
@@ -35,13 +35,12 @@ from hpclab.parallel.zero.checkpoint import (
     save_sharded,
     sharded_path,
 )
-from hpclab.parallel.zero.measure import CATEGORIES, held_bytes
 from hpclab.parallel.zero.shard import FlatLayout, ShardedGroup
 from hpclab.parallel.zero.stages import STAGES, zero_optimizer
 from hpclab.parallel.zero.zero1 import ZeRO1
 from hpclab.parallel.zero.zero2 import ZeRO2
 from hpclab.parallel.zero.zero3 import ZeRO3
 
-__all__ = ["CATEGORIES", "STAGES", "FlatLayout", "ShardedGroup", "ZeRO1", "ZeRO2", "ZeRO3",
-           "consolidate", "held_bytes", "latest_sharded", "load_sharded", "save_sharded",
+__all__ = ["STAGES", "FlatLayout", "ShardedGroup", "ZeRO1", "ZeRO2", "ZeRO3",
+           "consolidate", "latest_sharded", "load_sharded", "save_sharded",
            "sharded_path", "zero_optimizer"]

@@ -9,6 +9,8 @@ The models have parameter counts not divisible by N_d (the MLP: 65 elements, a 2
 bias that is smaller than N_d = 3), so every flat buffer is padded.
 """
 
+from dataclasses import asdict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,10 @@ import torch.nn.functional as F
 import hpclab.optim
 from hpclab import comm
 from hpclab.cluster.spawn import run_local
+from hpclab.memory import FP32, zero_states
+from hpclab.memory.measure import held_states
 from hpclab.parallel import DistributedDataParallel
-from hpclab.parallel.zero import ZeRO1, ZeRO3, held_bytes, zero_optimizer
+from hpclab.parallel.zero import ZeRO1, ZeRO3, zero_optimizer
 from hpclab.problems.models import make_mlp
 from hpclab.problems.transformer import lm_loss, tiny_transformer
 
@@ -189,7 +193,7 @@ def padded(n: int, p: int) -> int:
 
 
 def memory_and_volume_on_rank(ctx):
-    """held_bytes after the 2nd backward, and the bytes this rank sends in one step."""
+    """held_states after the 2nd backward, and the bytes this rank sends in one step."""
     p = ctx.world_size
     out = {}
     for stage in (0, 1, 2, 3):
@@ -204,7 +208,7 @@ def memory_and_volume_on_rank(ctx):
         peaks = []
         if stage == 3:   # the parameters held while each block computes its forward
             def record(*_, model=model, opt=opt, peaks=peaks):
-                peaks.append(held_bytes(model, opt)["parameters"])
+                peaks.append(held_states(model, opt).parameters)
             for u in units:
                 u.register_forward_pre_hook(record)   # runs after ZeRO3's own pre-hook
         for step in range(2):
@@ -212,7 +216,7 @@ def memory_and_volume_on_rank(ctx):
             if step == 1:
                 with comm.tracing() as trace:
                     loss_fn(net(X[idx]), Y[idx]).backward()
-                    held = held_bytes(model, opt)
+                    held = asdict(held_states(model, opt))
                     opt.step()
             else:
                 loss_fn(net(X[idx]), Y[idx]).backward()
@@ -256,10 +260,14 @@ def test_bytes_per_rank_and_communication_volume(world_size):
         assert z3 == {"parameters": 4 * sum(per_unit) // p,
                       "gradients": 4 * sum(per_unit) // p,
                       "optimizer": 8 * sum(per_unit) // p + 4 * len(per_unit)}, z3
-        # the paper's terms within the padding: (4 + 4 + 8/N_d)Ψ, (4 + 12/N_d)Ψ, 16Ψ/N_d
-        for held, formula in ((z1, (4 + 4 + 8 / p) * psi), (z2, (4 + 12 / p) * psi),
-                              (z3, 16 * psi / p)):
-            assert abs(sum(held.values()) - formula) <= 0.01 * formula
+        # the calculator (hpclab.memory, the paper's terms (4 + 4 + 8/N_d)Ψ, (4 + 12/N_d)Ψ,
+        # 16Ψ/N_d) within the padding and the step counters, category by category
+        for stage, held in enumerate((dp, z1, z2, z3)):
+            predicted = zero_states(psi, "adam", FP32, dp=p, zero=stage)
+            for name, bytes_predicted in zip(("parameters", "gradients", "optimizer"),
+                                             predicted):
+                assert abs(held[name] - bytes_predicted) <= 0.01 * bytes_predicted, \
+                    (stage, name, held[name], bytes_predicted)
         # stage 3: while a block computes, its full parameters, the root's and the shards
         for peak, n in zip(out[3]["peaks"], sizes["units"]):
             root_full = 4 * padded(sizes["root"], p)
