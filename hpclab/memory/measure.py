@@ -85,10 +85,10 @@ def held_states(model: torch.nn.Module, optimizer) -> StateBytes:
     with its padding; a freed buffer (ZeRO-3's parameters between uses) counts 0. Call it
     after backward and before step(), from the second step on, so that the optimizer
     state exists and every stage holds its gradients."""
-    tensors = [_local(t) for t in [*model.parameters(), *getattr(optimizer, "shards", [])]]
+    tensors = [*model.parameters(), *getattr(optimizer, "shards", [])]
     state = [_local(v) for s in _inner(optimizer).state.values() for v in s.values()
              if isinstance(v, torch.Tensor)]
-    return StateBytes(parameters=unique_bytes(tensors),
+    return StateBytes(parameters=unique_bytes(_local(t) for t in tensors),
                       gradients=unique_bytes(_local(t.grad) for t in tensors
                                              if t.grad is not None),
                       optimizer=unique_bytes(state))
