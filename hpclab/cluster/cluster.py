@@ -12,7 +12,7 @@
 On connect every engine gets a rank (ordered by host, then engine id), the world size p,
 a local rank (its index on its host) and a device (`cuda:<local_rank>` when the host has
 GPUs, else cpu), and joins a torch.distributed group (NCCL on GPUs, gloo on CPUs) whose
-rendezvous is rank 0's outward IP and a port rank 0 picked free. Every wait is bounded by
+rendezvous is rank 0's outward IP and a port rank 0 binds itself (a TCPStore on port 0). Every wait is bounded by
 `timeout` seconds (engine registration, each `run`, and each collective inside it); a dead
 or silent rank raises `RankError` naming it. Closing stops the engines and controller this
 call started; an attached cluster is left running, only its process group is destroyed.
@@ -31,7 +31,7 @@ from ipyparallel import Reference, serialize
 
 from hpclab.cluster import engine
 from hpclab.cluster.errors import ClusterError, RankError
-from hpclab.cluster.handle import RankMeta, RunHandle
+from hpclab.cluster.handle import RESTART_HINT, RankMeta, RunHandle
 from hpclab.cluster.info import ClusterInfo, gather_info
 from hpclab.cluster.launchers import EngineLauncher, get_launcher
 from hpclab.cluster.lifecycle import (
@@ -163,11 +163,18 @@ class Cluster:
         self._check_open()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
+        name = getattr(fn, "__name__", "fn")
+        alive = set(self._client.ids)
+        for m in self.ranks:   # the controller has unregistered its engine: it is gone
+            if m.engine_id not in alive:
+                raise RankError(f"{name}: rank {m.rank} (pid {m.pid} on host {m.host}) died "
+                                f"(its engine left the controller). {RESTART_HINT}",
+                                rank=m.rank, host=m.host, pid=m.pid)
         ar = self._client[self.engine_ids].apply_async(
             engine.call, fn, Reference(engine.CTX_NAME), args, kwargs)
         handle = RunHandle(self._client, ar, self.ranks,
                            self.timeout if timeout is None else timeout,
-                           getattr(fn, "__name__", "fn"))
+                           name)
         self._handles = [h for h in self._handles if not h.ready()] + [handle]
         return handle
 

@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_EXCEPTION
 from dataclasses import dataclass
 
 import psutil
-from ipyparallel.error import KernelError
+from ipyparallel.error import CompositeError, KernelError
 
 from hpclab.cluster.errors import RankError
 
@@ -88,6 +88,12 @@ class RunHandle:
         """The error rank r finished with (RemoteError / EngineError), None if it succeeded."""
         try:
             self._parts[r].get(0)
+        except CompositeError as exc:
+            # with one engine split() returns the call itself, whose errors come wrapped
+            try:
+                exc.raise_exception()
+            except KernelError as inner:
+                return inner
         except (KernelError, TimeoutError) as exc:
             return exc
         return None

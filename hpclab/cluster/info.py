@@ -77,9 +77,10 @@ def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> Clust
     if idle:   # one call over the idle ranks; a rank too busy to answer shows "?"
         ar = client[[m.engine_id for m in idle]].apply_async(engine.status)
         ar.wait(timeout)
-        for m, part in zip(idle, ar.split()):
+        parts = ar.split()   # with one engine: the call itself, a list of one result
+        for m, part in zip(idle, parts):
             try:
-                live[m.rank] = part.get(0)
+                live[m.rank] = part.get(0)[0] if len(parts) == 1 else part.get(0)
             except (KernelError, TimeoutError):
                 live[m.rank] = {}
     rows = ClusterInfo()

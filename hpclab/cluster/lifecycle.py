@@ -42,7 +42,6 @@ log = logging.getLogger("hpclab.cluster")
 
 def _tree(pids) -> set[int]:
     """pids and all their descendants that exist now."""
-    import psutil
     out = set()
     for pid in pids:
         try:
@@ -54,24 +53,17 @@ def _tree(pids) -> set[int]:
     return out
 
 
-def cluster_processes(ipp_cluster) -> set[int]:
-    """Local pids of the controller, the engines and their helpers (nannies, hub workers)."""
-    roots = []
-    ctrl = getattr(ipp_cluster.controller, "process", None)
-    if ctrl is not None:
-        roots.append(ctrl.pid)
-    for engine_set in ipp_cluster.engines.values():
-        for launcher in getattr(engine_set, "launchers", {}).values():
-            if getattr(launcher, "pid", None):
-                roots.append(launcher.pid)
-    return _tree(roots)
-
-
 def _engine_processes(ipp_cluster) -> set[int]:
     """Local pids of the engines and their nannies."""
     return _tree([launcher.pid for engine_set in ipp_cluster.engines.values()
                   for launcher in getattr(engine_set, "launchers", {}).values()
                   if getattr(launcher, "pid", None)])
+
+
+def cluster_processes(ipp_cluster) -> set[int]:
+    """Local pids of the controller, the engines and their helpers (nannies, hub workers)."""
+    ctrl = getattr(ipp_cluster.controller, "process", None)
+    return (_tree([ctrl.pid]) if ctrl is not None else set()) | _engine_processes(ipp_cluster)
 
 
 def _kill(pids: set[int]) -> None:
@@ -152,10 +144,14 @@ def start_engines(launcher, n: int, timeout: float):
 
 
 def _stop_engines(ipp_cluster, client) -> None:
-    """Ask every live engine to shut down; SIGKILL the local ones that do not in time."""
-    if client is not None:
+    """Ask every live engine to shut down, and wait (at most _STOP_GRACE_S) until it has:
+    local engines until their processes are gone (those left get SIGKILL), engines on
+    other hosts until the controller has unregistered them (their launcher stops the
+    rest)."""
+    asked = set(client.ids) if client is not None else set()
+    if asked:
         try:
-            client.shutdown(targets=client.ids, block=False)
+            client.shutdown(targets=sorted(asked), block=False)
         except Exception as exc:  # noqa: BLE001 - a vanished engine: the SIGKILL below remains
             log.debug("shutdown request: %s", exc)
     procs = []
@@ -164,8 +160,13 @@ def _stop_engines(ipp_cluster, client) -> None:
             procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=_STOP_GRACE_S if client is not None else 0)
-    _kill({proc.pid for proc in alive})
+    deadline = time.monotonic() + (_STOP_GRACE_S if asked else 0.0)
+    if procs:
+        _, alive = psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
+        _kill({proc.pid for proc in alive})
+    else:
+        while asked & set(client.ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
