@@ -8,8 +8,10 @@
 Files: cluster.py (connect, Cluster), engine.py (what runs on each engine at connect),
 handle.py (run_async's handle, failures -> RankError), info.py (the info table),
 lifecycle.py (start / attach / stop without orphans), launchers.py (local | slurm | mpi
-seam), node.py (what is inside a node), errors.py, context.py (DistContext), spawn.py
-(run_local: forked processes), slurm.py / mpi.py (launchers), doctor.py (`hpclab doctor`).
+seam), slurm.py / mpi.py (launchers), slurm_diagnostics.py (what Slurm's messages mean),
+net.py (outward IP, interfaces, free port), node.py (what is inside a node), errors.py,
+context.py (DistContext), spawn.py (run_local: forked processes), security.py (private
+connection files), doctor.py (`hpclab doctor`).
 ipyparallel is imported only when `connect`/`Cluster` are first used.
 """
 

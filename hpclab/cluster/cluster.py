@@ -12,7 +12,7 @@
 On connect every engine gets a rank (ordered by host, then engine id), the world size p,
 a local rank (its index on its host) and a device (`cuda:<local_rank>` when the host has
 GPUs, else cpu), and joins a torch.distributed group (NCCL on GPUs, gloo on CPUs) whose
-rendezvous is rank 0's outward IP and a port rank 0 picked free. Every wait is bounded by
+rendezvous is rank 0's outward IP and a port rank 0 binds itself (a TCPStore on port 0). Every wait is bounded by
 `timeout` seconds (engine registration, each `run`, and each collective inside it); a dead
 or silent rank raises `RankError` naming it. Closing stops the engines and controller this
 call started; an attached cluster is left running, only its process group is destroyed.
@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+from ipyparallel import Reference, serialize
+
 from hpclab.cluster import engine
 from hpclab.cluster.errors import ClusterError, RankError
-from hpclab.cluster.handle import RankMeta, RunHandle
+from hpclab.cluster.handle import RESTART_HINT, RankMeta, RunHandle
 from hpclab.cluster.info import ClusterInfo, gather_info
 from hpclab.cluster.launchers import EngineLauncher, get_launcher
 from hpclab.cluster.lifecycle import (
@@ -105,49 +107,41 @@ class Cluster:
             raise
 
     # -- set-up ---------------------------------------------------------------------
-    def _call_each(self, calls: list[tuple[int, Callable, tuple]], what: str) -> list:
-        """Run calls[i] = (engine_id, f, args) concurrently; results in order, bounded."""
-        ars = [self._client[eid].apply_async(f, *args) for eid, f, args in calls]
-        # before ranks exist an error can only name the engine
-        metas = [RankMeta(i, eid, f"? (engine {eid})", -1) for i, (eid, _, _) in enumerate(calls)]
-        if self.ranks:
-            metas = [self.ranks[i] for i in range(len(calls))]
-        return RunHandle(self._client, ars, metas, self.timeout, what, echo=False).get()
+    def _call(self, metas: list[RankMeta], f: Callable, *args) -> list:
+        """f(*args) on the engines of `metas` (in that order), one result each, bounded."""
+        ar = self._client[[m.engine_id for m in metas]].apply_async(f, *args)
+        return RunHandle(self._client, ar, metas, self.timeout, f.__name__, echo=False).get()
 
     def _setup(self) -> None:
         """Describe the engines, order them into ranks, join one process group."""
-        from ipyparallel import serialize
         ids = sorted(self._engine_ids or self._client.ids)
         if self.owns_engines and not self._launcher.remote:
             self._pids = cluster_processes(self._ipp_cluster)
         # cloudpickle ships a notebook function with the modules it uses (torch, dist ...);
-        # plain pickle would look them up in the engine's empty namespace.
+        # describe() switches the engines to it too.
         serialize.use_cloudpickle()
-        self._call_each([(eid, serialize.use_cloudpickle, ()) for eid in ids], "cloudpickle")
-        facts = self._call_each([(eid, engine.describe, ()) for eid in ids], "describe")
+        # before ranks exist an error can only name the engine
+        facts = self._call([RankMeta(i, eid, f"? (engine {eid})", -1)
+                            for i, eid in enumerate(ids)], engine.describe)
         order = sorted(range(len(ids)), key=lambda i: (facts[i]["host"], ids[i]))
         self.facts = [facts[i] for i in order]
         per_host: dict[str, int] = {}
         self.ranks = []
-        for rank, i in enumerate(order):
-            f = facts[i]
+        for rank, f in enumerate(self.facts):
             f["local_rank"] = per_host.get(f["host"], 0)
             per_host[f["host"]] = f["local_rank"] + 1
-            self.ranks.append(RankMeta(rank, ids[i], f["host"], f["pid"]))
+            self.ranks.append(RankMeta(rank, ids[order[rank]], f["host"], f["pid"]))
         self.backend = self._choose_backend(per_host)
         for f in self.facts:
             f["device"] = f"cuda:{f['local_rank']}" if self.backend == "nccl" else "cpu"
-        addr = self.facts[0]["ip"]
-        port = self._call_each([(self.ranks[0].engine_id, engine.rendezvous_port, (addr,))],
-                               "rendezvous_port")[0]
+        p, addr = len(self.ranks), self.facts[0]["ip"]
+        port = self._call(self.ranks[:1], engine.open_store, addr, p, self.timeout)[0]
         remote = bool(self._launcher is None or self._launcher.remote or len(per_host) > 1)
-        p = len(self.ranks)
-        self._call_each([(m.engine_id, engine.join_group,
-                          (m.rank, p, self.facts[m.rank]["local_rank"], addr, port,
-                           self.backend, self.timeout, remote,
-                           max(1, (self.facts[m.rank]["cpus"] or 1) // per_host[m.host])))
-                         for m in self.ranks],
-                        "join process group")
+        plan = {m.engine_id: (m.rank, self.facts[m.rank]["local_rank"],
+                              max(1, (self.facts[m.rank]["cpus"] or 1) // per_host[m.host]))
+                for m in self.ranks}
+        self._call(self.ranks, engine.join_group, plan, p, addr, port, self.backend,
+                   self.timeout, remote)
         self.rendezvous = f"tcp://{addr}:{port}"
 
     def _choose_backend(self, per_host: dict[str, int]) -> str:
@@ -166,16 +160,21 @@ class Cluster:
     def run_async(self, fn: Callable[..., Any], *args, timeout: float | None = None,
                   **kwargs) -> RunHandle:
         """Start fn(ctx, *args, **kwargs) on every rank; returns at once with a handle."""
-        from ipyparallel import Reference
         self._check_open()
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        ars = [self._client[m.engine_id].apply_async(
-                   engine.call, fn, Reference(engine.CTX_NAME), args, kwargs)
-               for m in self.ranks]
-        handle = RunHandle(self._client, ars, self.ranks,
+        name = getattr(fn, "__name__", "fn")
+        alive = set(self._client.ids)
+        for m in self.ranks:   # the controller has unregistered its engine: it is gone
+            if m.engine_id not in alive:
+                raise RankError(f"{name}: rank {m.rank} (pid {m.pid} on host {m.host}) died "
+                                f"(its engine left the controller). {RESTART_HINT}",
+                                rank=m.rank, host=m.host, pid=m.pid)
+        ar = self._client[self.engine_ids].apply_async(
+            engine.call, fn, Reference(engine.CTX_NAME), args, kwargs)
+        handle = RunHandle(self._client, ar, self.ranks,
                            self.timeout if timeout is None else timeout,
-                           getattr(fn, "__name__", "fn"))
+                           name)
         self._handles = [h for h in self._handles if not h.ready()] + [handle]
         return handle
 
@@ -245,7 +244,12 @@ class Cluster:
         return self
 
     def close(self) -> None:
-        """Destroy the process groups; stop engines and controller if this call made them."""
+        """Destroy the process groups; stop engines and controller if this call made them.
+
+        The order matters: every engine leaves its process group first (gloo closes its
+        connections while all peers are alive), then the engines are asked to shut down
+        (lifecycle.stop_owned), so nothing prints a traceback on the way out.
+        """
         if self._closed:
             return
         self._closed = True
@@ -257,10 +261,9 @@ class Cluster:
             if not (self.owns_engines and busy):
                 leave_groups(self._client, self.engine_ids, timeout=2.0 if busy else 5.0)
         finally:
-            try:
-                if self.owns_engines:
-                    stop_owned(self._ipp_cluster, self._pids)
-            finally:
+            if self.owns_engines:
+                stop_owned(self._ipp_cluster, self._client, self._pids)
+            else:
                 self._client.close()
 
     def __enter__(self) -> Self:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import torch
@@ -32,10 +31,6 @@ class DistContext:
     backend: str = "gloo"
     group: Any = None          # None means torch.distributed's default group
     timeout: float = 60.0      # seconds any wait may take before it is an error
-
-    @property
-    def timeout_delta(self) -> timedelta:
-        return timedelta(seconds=self.timeout)
 
     def print0(self, *args, **kwargs) -> None:
         """print on rank 0 only (the notebook would otherwise see world_size copies)."""

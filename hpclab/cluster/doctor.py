@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpclab.cluster.errors import ClusterError
+from hpclab.cluster.net import interfaces, reachable_ip
 from hpclab.cluster.security import default_profile_dir, ensure_private, key_files, secure_profile  # noqa: F401
+from hpclab.cluster.slurm_diagnostics import explain_slurm_error, first_line, slurm_command
 
 PASS, FAIL, ABSENT = "PASS", "FAIL", "ABSENT"
 
@@ -84,7 +86,6 @@ def check_nccl() -> Check:
 
 
 def check_slurm() -> Check:
-    from hpclab.cluster.slurm import explain_slurm_error, first_line, slurm_command
     if shutil.which("sbatch") is None:
         return Check("slurm", ABSENT, "no sbatch on PATH (not a Slurm submit host)")
     try:
@@ -105,7 +106,6 @@ def check_slurm() -> Check:
 
 
 def check_network() -> Check:
-    from hpclab.cluster.slurm import interfaces, reachable_ip
     ifaces = interfaces()
     text = ", ".join(f"{n}={ip}" for n, ip in ifaces)
     if not any(not ip.startswith("127.") for _, ip in ifaces):

@@ -1,63 +1,60 @@
 """What runs *on each engine*: describe the process, join the process group, call fn(ctx).
 
 `connect()` ships these functions to the engines (by reference: engines import hpclab from
-the same environment) in three steps:
+the same environment), each as one ipyparallel call over all engines in rank order:
 
     describe()                      -> host, outward IP, pid, CPUs, memory, GPUs, versions
-    rendezvous_port(ip)             -> a free TCP port on rank 0's outward IP
-    join_group(rank, p, local_rank, addr, port, backend, timeout, ..., threads)
+    open_store(addr, p, timeout)    -> rank 0 only: a torch.distributed TCPStore listening
+                                       on a port the kernel picked (port 0), and that port
+    join_group(plan, p, addr, port, backend, timeout, set_ifname)
                                     -> torch.distributed.init_process_group on every rank,
                                        then stores the DistContext as `hpclab_ctx` in the
                                        engine's namespace (so `%%px` cells can use it too)
 
 `call(fn, ctx, args, kwargs)` is what `cluster.run(fn, ...)` executes on each engine.
 The rendezvous address is rank 0's outward IP, never 127.0.0.1, so engines on several
-nodes can meet; the port is picked free by rank 0 itself.
+nodes can meet. Rank 0 binds its port itself and keeps it bound until the group has
+formed, so no other process can take the port in between.
+
+Engines that `connect()` starts run `PRELOAD` at start-up: it imports this module (and so
+torch, seconds of work) in a background thread while the engine registers with the
+controller, which takes seconds of waiting for the controller's heartbeat anyway.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import time
 from datetime import timedelta
 
-CTX_NAME = "hpclab_ctx"   # name of the DistContext in each engine's namespace
+import psutil
+import torch
+import torch.distributed as dist
+from ipyparallel import serialize
+from IPython import get_ipython
 
+from hpclab.cluster.context import DistContext
+from hpclab.cluster.net import interface_of, outward_ip
 
-def outward_ip() -> str:
-    """The IP other hosts reach this one on (the interface of the default route).
+CTX_NAME = "hpclab_ctx"       # name of the DistContext in each engine's namespace
+STORE_NAME = "hpclab_store"   # rank 0's TCPStore between open_store and join_group
 
-    Connecting a UDP socket sends nothing; it only asks the kernel which source address it
-    would use. Falls back to the hostname's address, then to loopback (single machine).
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-        except OSError:
-            pass
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
-def interface_of(ip: str) -> str | None:
-    """Network interface name (eth0, ib0 ...) holding `ip`, for GLOO_SOCKET_IFNAME."""
-    import psutil
-    for name, addrs in psutil.net_if_addrs().items():
-        if any(a.address == ip for a in addrs):
-            return name
-    return None
+# IPEngine.startup_command: one line, no spaces (it passes through srun/mpiexec command
+# lines), leaving no names behind in the engine's namespace.
+PRELOAD = ("__import__('threading').Thread(target=__import__,args=('hpclab.cluster.engine',),"
+           "daemon=True).start()")
 
 
 def describe() -> dict:
-    """Facts about this engine's process and node; cheap, no process group needed."""
-    import platform
+    """Facts about this engine's process and node; cheap, no process group needed.
 
-    import psutil
-    import torch
+    Also switches this engine's serialisation to cloudpickle, as the client's: a notebook
+    function then arrives with the modules it uses (torch, dist ...); plain pickle would
+    look them up in the engine's empty namespace.
+    """
+    serialize.use_cloudpickle()
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     vm = psutil.virtual_memory()
     return {
@@ -73,32 +70,29 @@ def describe() -> dict:
     }
 
 
-def rendezvous_port(ip: str) -> int:
-    """A free port on `ip`, picked by the rank that will listen on it (rank 0)."""
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+def open_store(addr: str, world_size: int, timeout: float) -> int:
+    """Rank 0: listen for the group's rendezvous on a port the kernel picks; that port."""
+    leave_group()
+    store = dist.TCPStore(addr, 0, world_size, is_master=True,
+                          timeout=timedelta(seconds=timeout), wait_for_workers=False)
+    get_ipython().user_ns[STORE_NAME] = store
+    return store.port
 
 
-def join_group(rank: int, world_size: int, local_rank: int, addr: str, port: int,
-               backend: str, timeout: float, set_ifname: bool = False,
-               threads: int | None = None) -> dict:
+def join_group(plan: dict[int, tuple[int, int, int]], world_size: int, addr: str, port: int,
+               backend: str, timeout: float, set_ifname: bool = False) -> dict:
     """Join the torch.distributed group and store the DistContext in the engine namespace.
 
+    `plan` maps engine id -> (rank, local_rank, threads), the same table for every engine.
     `threads`: torch's intra-op threads for this engine, the host's CPUs shared among its
     engines. Left at torch's default (all CPUs), p engines on one node run p × CPUs
-    threads on CPUs cores and spin against each other (measured here: our ring all-reduce
-    1.5× slower, gloo's 1.3×).
+    threads on CPUs cores and spin against each other.
     """
-    import torch
-    import torch.distributed as dist
-    from IPython import get_ipython
-
-    from hpclab.cluster.context import DistContext
-
+    shell = get_ipython()
+    rank, local_rank, threads = plan[shell.kernel.engine_id]
+    store = shell.user_ns.pop(STORE_NAME, None) if rank == 0 else None
     leave_group()
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     if set_ifname and "GLOO_SOCKET_IFNAME" not in os.environ:
         # gloo otherwise binds to the address the hostname resolves to, often 127.0.1.1
         ifname = interface_of(outward_ip())
@@ -110,23 +104,25 @@ def join_group(rank: int, world_size: int, local_rank: int, addr: str, port: int
     else:
         device = torch.device("cpu")
     t0 = time.perf_counter()
-    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank,
-                            world_size=world_size, timeout=timedelta(seconds=timeout))
+    if store is None:
+        store = dist.TCPStore(addr, port, world_size, is_master=False,
+                              timeout=timedelta(seconds=timeout))
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout))
     ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank,
                       device=device, backend=backend, timeout=timeout)
     # Environment variables as torchrun sets them, so code written for torchrun works here.
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank),
                       MASTER_ADDR=addr, MASTER_PORT=str(port))
-    get_ipython().user_ns[CTX_NAME] = ctx
+    shell.user_ns[CTX_NAME] = ctx
     return {"rank": rank, "device": str(device), "join_s": time.perf_counter() - t0}
 
 
 def leave_group() -> bool:
-    """Destroy this engine's process group, if any; True when there was one."""
-    import torch.distributed as dist
-    from IPython import get_ipython
-
+    """Destroy this engine's process group (and a store not yet used), if any; True when
+    there was a group."""
     get_ipython().user_ns.pop(CTX_NAME, None)
+    get_ipython().user_ns.pop(STORE_NAME, None)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
         return True
@@ -135,11 +131,9 @@ def leave_group() -> bool:
 
 def status() -> dict:
     """Live figures for cluster.info(): this process's memory and the node's load."""
-    import psutil
     proc = psutil.Process()
     out = {"rss_gb": proc.memory_info().rss / 2**30,
            "mem_used_pct": psutil.virtual_memory().percent}
-    import torch
     if torch.cuda.is_available():
         out["gpu_mem_gb"] = torch.cuda.memory_allocated() / 2**30
     return out

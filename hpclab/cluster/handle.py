@@ -17,15 +17,20 @@ import logging
 import re
 import signal
 import socket
+import sys
 import time
+from concurrent.futures import FIRST_EXCEPTION
 from dataclasses import dataclass
+
+import psutil
+from ipyparallel.error import CompositeError, KernelError
 
 from hpclab.cluster.errors import RankError
 
 log = logging.getLogger("hpclab.cluster")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")   # IPython colours remote tracebacks
-_POLL_S = 0.05    # how often wait() looks at the results
-_GRACE_S = 1.0    # after a first failure, time for the news of a dead peer to arrive
+_LIVENESS_S = 0.5   # how often wait() looks for engine processes gone from this host
+_GRACE_S = 1.0      # after a first failure, time for the news of a dead peer to arrive
 
 RESTART_HINT = ("To get fresh engines and a fresh process group: cluster.restart() "
                 "(or cluster.close() and hpclab.connect() again).")
@@ -41,7 +46,6 @@ class RankMeta:
 
 
 def _pid_gone(pid: int) -> bool:
-    import psutil
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -49,12 +53,18 @@ def _pid_gone(pid: int) -> bool:
 
 
 class RunHandle:
-    """Per-rank ipyparallel AsyncResults, collected and explained as one SPMD call."""
+    """One ipyparallel AsyncResult over the engines in rank order, explained as an SPMD call.
 
-    def __init__(self, client, async_results: list, ranks: list[RankMeta], timeout: float,
+    `async_result` comes from a DirectView whose targets are the engines in rank order
+    (`client[engine_ids].apply_async(...)`), so its results are already ordered by rank;
+    `split()` gives the per-rank parts, to tell which rank failed, died or stayed silent.
+    """
+
+    def __init__(self, client, async_result, ranks: list[RankMeta], timeout: float,
                  fn_name: str, echo: bool = True):
         self._client = client
-        self._ars = async_results
+        self._ar = async_result
+        self._parts = async_result.split()
         self._ranks = ranks
         self.timeout = timeout
         self.fn_name = fn_name
@@ -65,22 +75,25 @@ class RunHandle:
 
     # -- state ------------------------------------------------------------------------
     def _failed(self) -> list[int]:
-        return [r for r, ar in enumerate(self._ars) if ar.ready() and not ar.successful()]
+        return [r for r, part in enumerate(self._parts) if part.ready() and not part.successful()]
 
     def _dead(self) -> list[int]:
         """Ranks whose engine process is gone (seen by the engine's nanny, or by pid)."""
-        here = socket.gethostname()
-        dead = []
-        for r, ar in enumerate(self._ars):
-            if ar.ready() and not ar.successful() and self._error_name(r) == "EngineError" or self._ranks[r].host == here and _pid_gone(self._ranks[r].pid):
-                dead.append(r)
-        return dead
+        here, failed = socket.gethostname(), set(self._failed())
+        return [r for r, m in enumerate(self._ranks)
+                if r in failed and self._error_name(r) == "EngineError"
+                or m.host == here and _pid_gone(m.pid)]
 
     def _exception(self, r: int) -> Exception | None:
         """The error rank r finished with (RemoteError / EngineError), None if it succeeded."""
-        from ipyparallel.error import KernelError
         try:
-            self._ars[r].get(0)
+            self._parts[r].get(0)
+        except CompositeError as exc:
+            # with one engine split() returns the call itself, whose errors come wrapped
+            try:
+                exc.raise_exception()
+            except KernelError as inner:
+                return inner
         except (KernelError, TimeoutError) as exc:
             return exc
         return None
@@ -91,7 +104,7 @@ class RunHandle:
 
     def ready(self) -> bool:
         """True when every rank finished, or one failed and its peers had time to report."""
-        if all(ar.ready() for ar in self._ars):
+        if self._ar.ready():
             return True
         if self._failed() or self._dead():
             if self._first_failure is None:
@@ -100,13 +113,22 @@ class RunHandle:
         return False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block up to `timeout` seconds (default: the call's timeout); True when ready."""
+        """Block up to `timeout` seconds (default: the call's timeout); True when ready.
+
+        Waits on the AsyncResult until all ranks finish or one fails; every _LIVENESS_S
+        it also looks whether an engine process on this host has vanished (a rank the
+        controller has not yet noticed is dead).
+        """
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while not self.ready():
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            time.sleep(_POLL_S)
+            if self._first_failure is not None:   # a rank failed: its peers' news is due
+                self._ar.wait(min(left, _GRACE_S))
+            else:
+                self._ar.wait(min(left, _LIVENESS_S), return_when=FIRST_EXCEPTION)
         return True
 
     @property
@@ -124,7 +146,7 @@ class RunHandle:
             raise
         self._print_outputs()
         if not finished:
-            silent = [r for r, ar in enumerate(self._ars) if not ar.ready()]
+            silent = [r for r, part in enumerate(self._parts) if not part.ready()]
             self.abort()
             m = self._ranks[silent[0]]
             raise RankError(
@@ -137,7 +159,7 @@ class RunHandle:
         if dead or failed:
             self.abort()
             self._raise_for(dead[0] if dead else failed[0], died=bool(dead))
-        return [ar.get(0) for ar in self._ars]
+        return self._ar.get(0)
 
     def _raise_for(self, r: int, died: bool):
         m = self._ranks[r]
@@ -164,16 +186,14 @@ class RunHandle:
         Python code stops at once with KeyboardInterrupt; a rank blocked inside a C++
         collective stops only when the process-group timeout fires.
         """
-        running = [r for r, ar in enumerate(self._ars) if not ar.ready()]
-        if not running:
-            return
+        running = [r for r, part in enumerate(self._parts) if not part.ready()]
         alive = set(self._client.ids)
         targets = [self._ranks[r].engine_id for r in running
                    if self._ranks[r].engine_id in alive]
         if not targets:
             return
         try:
-            self._client.abort([self._ars[r] for r in running], targets=targets, block=False)
+            self._client.abort([self._parts[r] for r in running], targets=targets, block=False)
             self._client.send_signal(signal.SIGINT, targets=targets, block=False)
         except Exception as exc:  # noqa: BLE001 - an engine vanishing mid-abort is the case we handle
             log.debug("abort of %s: %s", targets, exc)
@@ -183,14 +203,12 @@ class RunHandle:
         if not self._echo or self._echoed:
             return
         self._echoed = True
-        for ar in self._ars:
-            out, err = ar.stdout, ar.stderr
+        for out, err in zip(self._ar.stdout, self._ar.stderr):
             if out:
                 print(out, end="" if out.endswith("\n") else "\n", flush=True)
             if err:
-                import sys
                 print(err, end="" if err.endswith("\n") else "\n", file=sys.stderr, flush=True)
 
     def __repr__(self) -> str:
         state = "ready" if self.ready() else f"running for {self.elapsed:.1f} s"
-        return f"<RunHandle {self.fn_name} on {len(self._ars)} ranks: {state}>"
+        return f"<RunHandle {self.fn_name} on {len(self._parts)} ranks: {state}>"

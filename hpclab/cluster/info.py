@@ -14,9 +14,12 @@ ranks are busy; memory figures of busy ranks are shown as "?".
 from __future__ import annotations
 
 import html
-import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+
+from ipyparallel.error import KernelError
+
+from hpclab.cluster import engine
 
 COLUMNS = ["rank", "host", "pid", "device", "cpus", "mem_total_gb", "rss_gb", "gpus",
            "torch", "status"]
@@ -60,9 +63,6 @@ class ClusterInfo(list):
 
 def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> ClusterInfo:
     """Build the table: static facts from connect, status from the controller, memory live."""
-    from ipyparallel.error import KernelError
-
-    from hpclab.cluster import engine
     alive = set(client.ids)
     pool = ThreadPoolExecutor(1)
     try:   # the controller may be the thing that is stuck: ask it with a time limit
@@ -73,14 +73,16 @@ def gather_info(client, ranks, facts: list[dict], timeout: float = 5.0) -> Clust
         pool.shutdown(wait=False)
     idle = [m for m in ranks if m.engine_id in alive
             and not queues.get(m.engine_id, {}).get("queue")]
-    ars = {m.rank: client[m.engine_id].apply_async(engine.status) for m in idle}
-    deadline = time.monotonic() + timeout
     live = {}
-    for r, ar in ars.items():
-        try:
-            live[r] = ar.get(max(0.0, deadline - time.monotonic()))
-        except (KernelError, TimeoutError):  # too busy to answer: "?" rather than blocking
-            live[r] = {}
+    if idle:   # one call over the idle ranks; a rank too busy to answer shows "?"
+        ar = client[[m.engine_id for m in idle]].apply_async(engine.status)
+        ar.wait(timeout)
+        parts = ar.split()   # with one engine: the call itself, a list of one result
+        for m, part in zip(idle, parts):
+            try:
+                live[m.rank] = part.get(0)[0] if len(parts) == 1 else part.get(0)
+            except (KernelError, TimeoutError):
+                live[m.rank] = {}
     rows = ClusterInfo()
     for m, f in zip(ranks, facts):
         queued = queues.get(m.engine_id, {}).get("queue", 0)

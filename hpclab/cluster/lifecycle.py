@@ -4,12 +4,17 @@ Used by `connect()` and `Cluster`; a student rarely calls these directly.
 
     ipp_cluster, client = start_engines(LocalLauncher(), n=2, timeout=60)
     ...
-    stop_owned(ipp_cluster)          # engines, nannies, controller: none left behind
+    stop_owned(ipp_cluster, client, pids)   # engines, nannies, controller: none left behind
 
-Why the process bookkeeping: ipyparallel stops what it started, but an engine killed with
-SIGKILL leaves its *nanny* (the watcher process that reports the death) re-parented, and an
-engine stuck in a C++ collective ignores SIGTERM. So we note every process of the cluster
-while it is healthy and make sure each one is gone after stopping.
+Engines are stopped the way ipyparallel stops them cleanly: a shutdown request, after which
+the engine exits with status 0 and its nanny (the watcher process that reports an engine's
+death) tells the controller. SIGTERM is not clean: an engine's SIGTERM handler stops its
+event loop under a pending future, so every SIGTERMed engine prints a traceback ("Event loop
+stopped before Future completed") and exits with status 1, and ipyparallel then logs its
+whole output. An engine that does not follow the request within `_STOP_GRACE_S` (stuck in a
+C++ collective) is killed with SIGKILL, which prints nothing; after that ipyparallel stops
+the controller and removes the launchers' files, and we make sure every process noted while
+the cluster was healthy is gone (an engine killed with SIGKILL leaves its nanny behind).
 """
 
 from __future__ import annotations
@@ -18,26 +23,25 @@ import logging
 import os
 import time
 
+import ipyparallel as ipp
+import psutil
+from ipyparallel.error import KernelError
+from traitlets.config import Config
+
+from hpclab.cluster import engine
 from hpclab.cluster.errors import ClusterError, ClusterTimeout
 from hpclab.cluster.security import ensure_private
 
-# An engine takes seconds to exit on SIGTERM (its nanny lingers longer still), and
-# ipyparallel waits 5 s per engine before SIGKILL. Our engines hold nothing worth saving
-# once their process group is destroyed, so they get 1 s.
-_STOP_GRACE_S = 1.0
+# An engine follows a shutdown request in about a second; one that has not after
+# _STOP_GRACE_S is stuck. The controller, stopped by ipyparallel with SIGTERM, gets as long.
+_STOP_GRACE_S = 3.0
+_KILL_WAIT_S = 1.0   # for the kernel to reap a SIGKILLed process
 
-
-def _shorten_grace(ipp_cluster) -> None:
-    ipp_cluster.log.setLevel(logging.ERROR)   # "did not exit after TERM" is expected here
-    for engine_set in ipp_cluster.engines.values():
-        for launcher in getattr(engine_set, "launchers", {}).values():
-            if hasattr(launcher, "stop_seconds_until_kill"):
-                launcher.stop_seconds_until_kill = int(_STOP_GRACE_S)
+log = logging.getLogger("hpclab.cluster")
 
 
 def _tree(pids) -> set[int]:
     """pids and all their descendants that exist now."""
-    import psutil
     out = set()
     for pid in pids:
         try:
@@ -49,22 +53,34 @@ def _tree(pids) -> set[int]:
     return out
 
 
+def _engine_processes(ipp_cluster) -> set[int]:
+    """Local pids of the engines and their nannies."""
+    return _tree([launcher.pid for engine_set in ipp_cluster.engines.values()
+                  for launcher in getattr(engine_set, "launchers", {}).values()
+                  if getattr(launcher, "pid", None)])
+
+
 def cluster_processes(ipp_cluster) -> set[int]:
     """Local pids of the controller, the engines and their helpers (nannies, hub workers)."""
-    roots = []
     ctrl = getattr(ipp_cluster.controller, "process", None)
-    if ctrl is not None:
-        roots.append(ctrl.pid)
-    for engine_set in ipp_cluster.engines.values():
-        for launcher in getattr(engine_set, "launchers", {}).values():
-            if getattr(launcher, "pid", None):
-                roots.append(launcher.pid)
-    return _tree(roots)
+    return (_tree([ctrl.pid]) if ctrl is not None else set()) | _engine_processes(ipp_cluster)
+
+
+def _kill(pids: set[int]) -> None:
+    """SIGKILL the pids still alive, and wait for them to be gone."""
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            proc.kill()
+            procs.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=_KILL_WAIT_S)
 
 
 def _reap(pids: set[int], grace: float = _STOP_GRACE_S) -> None:
     """SIGTERM the pids still alive, SIGKILL those alive `grace` seconds later."""
-    import psutil
     procs = []
     for pid in pids:
         try:
@@ -74,18 +90,25 @@ def _reap(pids: set[int], grace: float = _STOP_GRACE_S) -> None:
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
+    _kill({proc.pid for proc in alive})
+
+
+def _shorten_grace(ipp_cluster) -> None:
+    """ipyparallel waits 5 s per process between SIGTERM and SIGKILL; ours get _STOP_GRACE_S."""
+    launchers = [ipp_cluster.controller] + [
+        launcher for engine_set in ipp_cluster.engines.values()
+        for launcher in [engine_set, *getattr(engine_set, "launchers", {}).values()]]
+    for launcher in launchers:
+        if hasattr(launcher, "stop_seconds_until_kill"):
+            launcher.stop_seconds_until_kill = int(_STOP_GRACE_S)
 
 
 def _new_ipp_cluster(launcher, n: int):
-    import ipyparallel as ipp
     kwargs = {"log_level": logging.WARNING, **launcher.cluster_kwargs(n)}
-    return ipp.Cluster(n=n, **kwargs)
+    config = kwargs.pop("config", None) or Config()
+    # every engine imports torch in the background while it registers (engine.PRELOAD)
+    config.EngineLauncher.engine_args = [f"--IPEngine.startup_command={engine.PRELOAD}"]
+    return ipp.Cluster(n=n, config=config, **kwargs)
 
 
 def _wait_for(client, n: int, timeout: float, launcher, t0: float) -> None:
@@ -116,31 +139,53 @@ def start_engines(launcher, n: int, timeout: float):
         ipp_cluster.log.setLevel(logging.ERROR)
         return ipp_cluster, client
     except BaseException:
-        if client is not None:
-            client.close()
-        stop_owned(ipp_cluster, set())
+        stop_owned(ipp_cluster, client, set())
         raise
+
+
+def _stop_engines(ipp_cluster, client) -> None:
+    """Ask every live engine to shut down, and wait (at most _STOP_GRACE_S) until it has:
+    local engines until their processes are gone (those left get SIGKILL), engines on
+    other hosts until the controller has unregistered them (their launcher stops the
+    rest)."""
+    asked = set(client.ids) if client is not None else set()
+    if asked:
+        try:
+            client.shutdown(targets=sorted(asked), block=False)
+        except Exception as exc:  # noqa: BLE001 - a vanished engine: the SIGKILL below remains
+            log.debug("shutdown request: %s", exc)
+    procs = []
+    for pid in _engine_processes(ipp_cluster):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + (_STOP_GRACE_S if asked else 0.0)
+    if procs:
+        _, alive = psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
+        _kill({proc.pid for proc in alive})
+    else:
+        while asked & set(client.ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
                     known_pids: set[int]) -> list[int]:
     """Stop this cluster's engines (however broken), start n fresh ones; their engine ids.
 
-    The controller may list the old engines for a while (until their heartbeats time out),
-    so we wait for n engines that were not there before rather than for n engines.
+    ipyparallel's restart_engines stops and starts the engine set (its launcher's
+    clean-up, scancel for Slurm); the controller may list the old engines for a while
+    (until their nannies or heartbeats tell it), so we wait for n engines that were not
+    there before rather than for n engines.
     """
     t0 = time.monotonic()
     old_ids = set(client.ids)
-    engine_pids = _tree(known_pids)
     ctrl = getattr(ipp_cluster.controller, "process", None)
-    engine_pids -= _tree([ctrl.pid]) if ctrl is not None else set()
+    leftovers = _tree(known_pids) - (_tree([ctrl.pid]) if ctrl is not None else set())
+    _stop_engines(ipp_cluster, client)
+    _kill(leftovers)                    # nannies of engines that were SIGKILLed earlier
     _shorten_grace(ipp_cluster)
-    try:
-        _reap(engine_pids)
-        ipp_cluster.stop_engines_sync()
-    finally:
-        _reap(engine_pids)
-    ipp_cluster.start_engines_sync(n)
+    ipp_cluster.restart_engines_sync()
     deadline = t0 + timeout
     while len(new := set(client.ids) - old_ids) < n:
         if time.monotonic() > deadline:
@@ -151,26 +196,28 @@ def replace_engines(ipp_cluster, client, n: int, timeout: float, launcher,
     return sorted(new)[:n]
 
 
-def stop_owned(ipp_cluster, known_pids: set[int]) -> None:
+def stop_owned(ipp_cluster, client, known_pids: set[int]) -> None:
     """Stop engines and controller we started, then make sure no process is left.
 
+    `client`: connected to the cluster (None if it never connected); closed here.
     `known_pids`: the cluster's local processes noted while it was healthy
     (cluster_processes); empty for engines on other hosts, which the launcher stops.
     """
     pids = set(known_pids) | cluster_processes(ipp_cluster)
-    _shorten_grace(ipp_cluster)
     try:
-        _reap(pids)                  # all at once: 1 s in total rather than 1 s per engine
-        ipp_cluster.stop_cluster_sync()   # then the launchers' own clean-up (files, scancel)
+        _stop_engines(ipp_cluster, client)
+        if client is not None:
+            client.close()
+        _shorten_grace(ipp_cluster)
+        ipp_cluster.stop_cluster_sync()   # the controller, the launchers' files, scancel
     except Exception as exc:  # noqa: BLE001 - keep going: the reaping below prevents orphans
-        logging.getLogger("hpclab").warning("ipyparallel stop_cluster failed: %s", exc)
+        log.warning("stopping the ipyparallel cluster failed: %s", exc)
     finally:
         _reap(pids | cluster_processes(ipp_cluster))
 
 
 def attach_client(profile, cluster_id, connection_file, n, timeout: float):
     """(Client, engine ids) for a cluster someone else started; n engines, or all."""
-    import ipyparallel as ipp
     try:
         if connection_file is not None:
             connection_file = os.path.expanduser(str(connection_file))
@@ -204,14 +251,11 @@ def attach_client(profile, cluster_id, connection_file, n, timeout: float):
 
 def leave_groups(client, engine_ids, timeout: float) -> None:
     """Destroy the process group on each live engine; never blocks past `timeout`."""
-    from ipyparallel.error import KernelError
-
-    from hpclab.cluster import engine
-    alive = set(client.ids)
-    ars = [client[eid].apply_async(engine.leave_group) for eid in engine_ids if eid in alive]
-    deadline = time.monotonic() + timeout
-    for ar in ars:
-        try:
-            ar.get(max(0.0, deadline - time.monotonic()))
-        except (KernelError, TimeoutError) as exc:   # busy or dead: stopped anyway, or not ours
-            logging.getLogger("hpclab.cluster").debug("leave_group: %s", exc)
+    alive = [eid for eid in engine_ids if eid in set(client.ids)]
+    if not alive:
+        return
+    ar = client[alive].apply_async(engine.leave_group)
+    try:
+        ar.get(timeout)
+    except (KernelError, TimeoutError) as exc:   # busy or dead: stopped anyway, or not ours
+        log.debug("leave_group: %s", exc)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpclab.cluster.errors import ClusterError
-from hpclab.cluster.slurm import reachable_ip
+from hpclab.cluster.net import reachable_ip
 
 
 @dataclass

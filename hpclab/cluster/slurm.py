@@ -14,10 +14,9 @@ close, `--export=ALL` carrying the virtual environment). The job is named
 
 Before anything starts, `preflight` asks the scheduler itself (`sbatch --test-only`) whether
 the request can ever run: a request larger than the partition is an error now, not a job
-pending for ever with Reason=PartitionConfig. "Unable to contact slurm controller" and the
-other classic messages are translated into what to do (the table `_EXPLAIN`). When engines do not register in time, `diagnose` reads the
-queue: pending (and why), running but silent (the log file to read), gone, or close to its
-walltime.
+pending for ever with Reason=PartitionConfig. When engines do not register in time,
+`diagnose` reads the queue: pending (and why), running but silent (the log file to read),
+gone, or close to its walltime. What Slurm's messages mean is slurm_diagnostics.py.
 """
 
 from __future__ import annotations
@@ -25,138 +24,25 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import socket
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpclab.cluster.errors import ClusterError
+from hpclab.cluster.net import reachable_ip
+from hpclab.cluster.slurm_diagnostics import (
+    WalltimeWarning,
+    controller_host,
+    explain_slurm_error,
+    first_line,
+    queue,
+    slurm_command,
+    walltime_left,
+    why_no_engines,
+)
 
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")     # Slurm's --time formats
 _NAME = re.compile(r"^[A-Za-z0-9_.\-,]*$")              # partition / account / qos names
-
-# What a Slurm message means for a student, and what to try. Matched in order.
-_EXPLAIN = [
-    ("Unable to contact slurm controller",
-     ("Slurm's controller (slurmctld) does not answer, so no job can be submitted. Check "
-     "`scontrol ping`; on a cluster the scheduler may be down or this machine may not be a "
-     "submit host (ask the admins); on a test machine start it with `.ci/slurm/start` and "
-     "export the SLURM_CONF it prints.")),
-    ("Requested node configuration is not available",
-     ("the partition has no nodes that match this request (too many nodes, tasks per node, "
-     "CPUs or GPUs per node). Ask for less, or pick a larger partition: `sinfo -o '%P %D %c "
-     "%G'` lists nodes, CPUs and GPUs per partition.")),
-    ("Invalid generic resource",
-     ("the nodes of this partition have no GPUs (no `gpu` gres): use gpus_per_node=0 or a GPU "
-     "partition (`sinfo -o '%P %G'`).")),
-    ("invalid partition", "no such partition: `sinfo -s` lists the partitions you may use."),
-    ("Invalid account", ("Slurm does not know this account for you: `sacctmgr show assoc "
-     "user=$USER` lists yours (or leave account empty for your default).")),
-    ("time limit",
-     ("the requested time is longer than the partition allows: shorten time= (the limit is "
-     "MaxTime in `scontrol show partition`).")),
-    ("Node count specification invalid", "more nodes than the partition has: ask for fewer."),
-    ("QOS", "the quality of service (qos) refuses this request: `sacctmgr show qos`."),
-]
-
-# Why a job waits, in words (squeue's REASON column).
-_PENDING = {
-    "Resources": "the nodes it needs are busy; it starts when they free up",
-    "Priority": "jobs with higher priority are ahead of it in the queue",
-    "PartitionConfig": "it asks for more than the partition offers and will never start",
-    "PartitionNodeLimit": "it asks for more nodes than the partition allows; it will never start",
-    "PartitionTimeLimit": "its time limit exceeds the partition's MaxTime; it will never start",
-    "ReqNodeNotAvail": "the nodes it needs are down, drained or reserved",
-    "QOSMaxWallDurationPerJobLimit": "its time limit exceeds what the qos allows",
-    "AssocGrpGRES": "your account has reached its GPU limit",
-    "BeginTime": "it was asked to start later",
-    "Dependency": "it waits for another job",
-}
-
-
-def explain_slurm_error(message: str) -> str:
-    """`message` (Slurm's stderr) followed by what it means and what to try."""
-    text = message.strip()
-    for needle, advice in _EXPLAIN:
-        if needle.lower() in text.lower():
-            return f"{advice}\n(Slurm said: {text})"
-    return f"Slurm refused the request: {text}"
-
-
-def slurm_command(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """Run a Slurm client command; a missing command or a hang becomes a ClusterError."""
-    if shutil.which(args[0]) is None:
-        raise ClusterError(
-            f"`{args[0]}` was not found on PATH: this machine is not a Slurm submit host. "
-            "Run the notebook on the cluster's login node (or its JupyterHub), or use "
-            "engines='local' on a laptop.")
-    try:
-        return subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(
-            f"`{' '.join(args)}` did not answer within {timeout:.0f} s: the Slurm controller "
-            "is unreachable or overloaded (check `scontrol ping` and SLURM_CONF="
-            f"{os.environ.get('SLURM_CONF', '<default /etc/slurm/slurm.conf>')})") from exc
-
-
-def first_line(proc: subprocess.CompletedProcess) -> str:
-    """The first line a command printed (scontrol ping adds a banner after it)."""
-    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
-    return lines[0] if lines else f"exit code {proc.returncode}"
-
-
-def parse_slurm_time(text: str) -> float | None:
-    """Seconds in a Slurm duration ("1-02:03:04", "02:03:04", "03:04", "5"); None = unlimited."""
-    text = text.strip()
-    if text.upper() in ("UNLIMITED", "INVALID", "NOT_SET", "") or text.upper().startswith("N/A"):
-        return None
-    days, _, rest = text.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if days:                              # days-hours[:minutes[:seconds]]
-        parts += [0] * (3 - len(parts))
-    elif len(parts) < 3:                  # minutes[:seconds]
-        parts = [0] + parts + [0] * (2 - len(parts))
-    h, m, s = parts
-    seconds = h * 3600 + m * 60 + s
-    return seconds + int(days or 0) * 86400
-
-
-def reachable_ip(peer: str | None = None) -> str:
-    """This machine's IPv4 address that other hosts (the compute nodes) can reach.
-
-    The address the kernel would use to talk to `peer` (slurmctld's host: compute nodes sit
-    on its network); if that is a loopback address, the first non-loopback interface. No
-    packet is sent: connecting a UDP socket only picks the route.
-    """
-    if peer:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect((socket.gethostbyname(peer), 9))
-                ip = s.getsockname()[0]
-            if not ip.startswith("127."):
-                return ip
-        except OSError:
-            pass
-    for name, ip in interfaces():
-        if not ip.startswith("127."):
-            return ip
-    raise ClusterError("this machine has no network interface other than loopback, so engines "
-                       "on other hosts cannot reach its controller; pass controller_ip=...")
-
-
-def interfaces() -> list[tuple[str, str]]:
-    """(name, IPv4 address) of the interfaces that are up, loopback included."""
-    import psutil  # an ipyparallel dependency
-
-    stats = psutil.net_if_stats()
-    return [(name, a.address) for name, addrs in psutil.net_if_addrs().items()
-            for a in addrs if a.family == socket.AF_INET and stats.get(name) and stats[name].isup]
-
-
-class WalltimeWarning(UserWarning):
-    """The engines' job is close to its time limit: save a checkpoint now."""
 
 
 @dataclass
@@ -272,58 +158,32 @@ class SlurmLauncher:
                                + explain_slurm_error(test.stderr or test.stdout))
 
     def diagnose(self, waited_s: float) -> str:
-        head = f"The Slurm job {self.job_name} had no engines registered after {waited_s:.0f} s: "
         jobs = self.jobs()
-        if not jobs:
-            return (head + "it is no longer in the queue (it failed or was cancelled). "
-                    + self._log_hint())
-        job = jobs[0]
-        if job["state"] == "PENDING":
-            why = _PENDING.get(job["reason"], "see `scontrol show job " + job["id"] + "`")
-            return (head + f"job {job['id']} is still PENDING, reason {job['reason']}: {why}. "
-                    "Wait longer (timeout=...), ask for fewer nodes/GPUs or less time, or try "
-                    f"another partition; `squeue -j {job['id']} --start` estimates the start.")
-        return (head + f"job {job['id']} is {job['state']} on {job['nodes']} "
-                f"({job['time_left']} left), so its engines started but could not reach the "
-                "controller (a firewall between compute and login node?) or crashed. "
-                + self._log_hint() + (" " + self.check_walltime(jobs) if
-                                      self.check_walltime(jobs) else ""))
+        text = why_no_engines(self.job_name, jobs, waited_s, self.log_path)
+        warning = self.check_walltime(jobs) if jobs else None
+        return text + (" " + warning if warning else "")
 
     # --- the queue ---------------------------------------------------------------------
     def controller_host(self) -> str | None:
         """The host slurmctld runs on (from `scontrol ping`), or None if unknown."""
-        try:
-            out = slurm_command(["scontrol", "ping"], timeout=15).stdout
-        except ClusterError:
-            return None
-        m = re.search(r"\bat (\S+) is", out)
-        return m.group(1) if m else None
+        return controller_host()
 
     def jobs(self) -> list[dict]:
         """This launcher's jobs in the queue: id, state, reason, time_left, nodes."""
-        out = slurm_command(["squeue", "-h", "-n", self.job_name, "-o", "%i|%T|%r|%L|%N"])
-        keys = ("id", "state", "reason", "time_left", "nodes")
-        return [dict(zip(keys, line.split("|"))) for line in out.stdout.splitlines() if line]
+        return queue(self.job_name)
 
     def time_left_s(self) -> float | None:
         """Seconds before Slurm ends the engines' job (None: unlimited or not running)."""
-        running = [j for j in self.jobs() if j["state"] == "RUNNING"]
-        return parse_slurm_time(running[0]["time_left"]) if running else None
+        left = walltime_left(self.jobs())
+        return None if left is None else left[1]
 
     def check_walltime(self, jobs: list[dict] | None = None) -> str | None:
         """Warn (WalltimeWarning) and return the message when the walltime is nearly over."""
-        running = [j for j in (self.jobs() if jobs is None else jobs) if j["state"] == "RUNNING"]
-        left = parse_slurm_time(running[0]["time_left"]) if running else None
-        if left is None or left > self.warn_walltime_s:
+        left = walltime_left(self.jobs() if jobs is None else jobs)
+        if left is None or left[1] > self.warn_walltime_s:
             return None
-        message = (f"the engines' Slurm job {running[0]['id']} ends in {left:.0f} s (walltime "
+        job_id, seconds = left
+        message = (f"the engines' Slurm job {job_id} ends in {seconds:.0f} s (walltime "
                    f"{self.time}): save a checkpoint now, then reconnect with a longer time=")
         warnings.warn(message, WalltimeWarning, stacklevel=2)
         return message
-
-    def _log_hint(self) -> str:
-        tail = ""
-        if self.log_path.exists():
-            lines = self.log_path.read_text(errors="replace").splitlines()[-8:]
-            tail = "\n  last lines:\n    " + "\n    ".join(lines) if lines else ""
-        return f"Read the engine log {self.log_path}{tail}"

@@ -12,72 +12,97 @@ need many world sizes quickly (ipyparallel engines are the notebook's way; see c
 
     run_local(total, 3, 1.0)   # -> [6.0, 6.0, 6.0]
 
-Processes are forked (start-up in milliseconds rather than the seconds a fresh `import torch`
-costs) and joined in a gloo group on 127.0.0.1 with a free port. `fn` must be picklable
-only for its return value. A rank that raises, dies or outlives `timeout` makes run_local
-raise an error naming the rank; the other processes are killed, so nothing hangs.
+The processes are started by `torch.multiprocessing.start_processes` with fork (start-up in
+milliseconds rather than the seconds a fresh `import torch` costs) and joined in a gloo
+group on 127.0.0.1. The rendezvous port is bound by this process before the ranks start
+and handed to rank 0's TCPStore as a listening socket, so no other process can take it in
+between. `fn` must be picklable only for its return value. A rank that raises, dies or
+outlives `timeout` makes run_local raise a `SpawnError` naming the rank; the other
+processes are stopped, so nothing hangs.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
 import pickle
+import signal
 import socket
+import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch._dynamo  # torch.optim imports it on first use (seconds): once here, inherited
 import torch.distributed as dist
+import torch.multiprocessing as tmp
 
 from hpclab.cluster.context import DistContext
+
+RENDEZVOUS_ATTEMPTS = 3
+_JOIN_GRACE_S = 10.0     # past `timeout`: time for gloo's own timeout to fire and be reported
 
 
 class SpawnError(RuntimeError):
     """A spawned rank failed, died or timed out; the message names the rank."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+class _RendezvousFailed(Exception):
+    """Joining the group failed before fn ran (a connection dropped while the mesh formed)."""
 
 
-def _worker(fn, rank, world_size, port, timeout, args, kwargs, results):
+def _listening_socket() -> socket.socket:
+    """A socket bound to a port of 127.0.0.1 the kernel picked, already listening."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def _report(folder: str, rank: int, outcome: tuple) -> None:
+    # a file per rank, as torch.multiprocessing reports tracebacks: a queue would block a
+    # rank that returns a large result until the parent reads it
+    with open(Path(folder, f"rank{rank}.pickle"), "wb") as f:
+        pickle.dump(outcome, f)
+
+
+def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder):
     # One compute thread per rank: the ranks share this machine's cores, and an OpenMP
     # thread pool inherited through fork hangs at its first parallel region (a parent that
     # already trained with several threads, e.g. a notebook kernel, leaves one behind).
     torch.set_num_threads(1)
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                world_size=world_size, timeout=timedelta(seconds=timeout))
+        wait = timedelta(seconds=timeout)
+        if rank == 0:
+            store = dist.TCPStore("127.0.0.1", port, world_size, is_master=True, timeout=wait,
+                                  wait_for_workers=False, master_listen_fd=listen_fd)
+        else:
+            os.close(listen_fd)
+            store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False, timeout=wait)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+                                timeout=wait)
         # nobody starts before everyone has connected: a rank whose fn sends nothing (an
         # empty shard) would otherwise exit while a slower rank is still connecting its
         # gloo mesh, and that rank fails with "Connection closed by peer"
         dist.barrier()
-    except BaseException as exc:  # noqa: BLE001 - the parent decides whether to retry
-        results.put((rank, "rendezvous", f"{type(exc).__name__}: {exc}"))
-        return
+    except BaseException as exc:   # the parent decides whether to retry
+        _report(folder, rank, ("rendezvous", f"{type(exc).__name__}: {exc}"))
+        raise
     try:
         ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank,
                           backend="gloo", timeout=timeout)
         try:
             # plain pickle, not multiprocessing's: torch would otherwise pass tensors as
             # shared-memory handles that vanish when this process exits
-            results.put((rank, "ok", pickle.dumps(fn(ctx, *args, **kwargs))))
+            _report(folder, rank, ("ok", fn(ctx, *args, **kwargs)))
         finally:
             dist.destroy_process_group()
-    except BaseException as exc:  # noqa: BLE001 - report everything, KeyboardInterrupt too
-        results.put((rank, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-
-
-class _RendezvousFailed(Exception):
-    """Joining the group failed before fn ran (e.g. the free port was taken meanwhile)."""
-
-
-RENDEZVOUS_ATTEMPTS = 3
+    except BaseException as exc:   # report everything, KeyboardInterrupt too
+        _report(folder, rank, ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        raise
 
 
 def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 60.0,
@@ -91,60 +116,73 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
         try:
             return _run_once(fn, world_size, args, kwargs, timeout)
         except _RendezvousFailed as exc:
-            # a port that was free when picked can be taken before rank 0 binds it, and a
-            # connection can drop while the mesh forms: nothing of fn has run, so retry
+            # a connection can drop while the mesh forms: nothing of fn has run, so retry
             if attempt == RENDEZVOUS_ATTEMPTS:
                 raise SpawnError(f"{world_size} local ranks on {socket.gethostname()} could "
-                                 f"not form a gloo group in {attempt} attempts (a fresh free "
-                                 f"port each time): {exc}") from exc
+                                 f"not form a gloo group in {attempt} attempts (a fresh port "
+                                 f"each time): {exc}") from exc
     raise AssertionError("unreachable")
 
 
 def _run_once(fn, world_size: int, args, kwargs, timeout: float) -> list:
-    mpctx = mp.get_context("fork")
-    results = mpctx.Queue()
-    port = free_port()
-    procs = [mpctx.Process(target=_worker, daemon=True,
-                           args=(fn, r, world_size, port, timeout, args, kwargs, results))
-             for r in range(world_size)]
-    for p in procs:
-        p.start()
-    out: dict[int, Any] = {}
-    try:
-        import queue
-        import time
-        deadline = time.monotonic() + timeout + 10  # grace for gloo's own timeout to fire
-        while len(out) < world_size:
-            try:
-                rank, status, value = results.get(timeout=0.2)
-            except queue.Empty:
-                dead = [r for r, p in enumerate(procs)
-                        if not p.is_alive() and p.exitcode not in (0, None) and r not in out]
-                if dead:
-                    raise SpawnError(f"rank {dead[0]} on {socket.gethostname()} died "
-                                     f"(exit code {procs[dead[0]].exitcode}) before returning")
-                if time.monotonic() > deadline:
-                    missing = sorted(set(range(world_size)) - set(out))
-                    raise SpawnError(f"ranks {missing} on {socket.gethostname()} did not finish "
-                                     f"within {timeout} s; a rank may be waiting for a message "
+    host = socket.gethostname()
+    with tempfile.TemporaryDirectory(prefix="hpclab-run-local-") as folder, \
+            _listening_socket() as sock:
+        port = sock.getsockname()[1]
+        procs = tmp.start_processes(
+            _worker, args=(fn, world_size, sock.fileno(), port, timeout, args, kwargs, folder),
+            nprocs=world_size, join=False, daemon=True, start_method="fork")
+        sock.close()   # rank 0 holds its own copy of the listening socket
+        deadline = time.monotonic() + timeout + _JOIN_GRACE_S
+        first = None   # the rank torch.multiprocessing saw fail first
+        try:
+            while not procs.join(timeout=max(0.0, deadline - time.monotonic())):
+                if time.monotonic() >= deadline:
+                    missing = [r for r, p in enumerate(procs.processes) if p.is_alive()]
+                    raise SpawnError(f"ranks {missing} on {host} did not finish within "
+                                     f"{timeout} s; a rank may be waiting for a message "
                                      "that was never sent")
-                continue
-            if status == "rendezvous":
-                raise _RendezvousFailed(f"rank {rank}: {value}")
-            if status == "error":
-                # a rank that died takes its peers' connections with it: name it as the
-                # cause rather than the peer that noticed first
-                time.sleep(0.5)
-                dead = [r for r, p in enumerate(procs)
-                        if r != rank and not p.is_alive() and p.exitcode not in (0, None)]
-                cause = (f"rank {dead[0]} on {socket.gethostname()} died (exit code "
-                         f"{procs[dead[0]].exitcode}); then " if dead else "")
-                raise SpawnError(f"{cause}rank {rank} on {socket.gethostname()} failed: {value}")
-            out[rank] = pickle.loads(value)
-    finally:
-        for p in procs:
-            p.join(timeout=2)
-            if p.is_alive():
-                p.kill()
+        except (tmp.ProcessRaisedException, tmp.ProcessExitedException) as exc:
+            # join() has SIGTERMed the other ranks
+            first = exc.error_index
+        finally:
+            for p in procs.processes:
+                if p.is_alive():
+                    p.kill()
                 p.join()
-    return [out[r] for r in range(world_size)]
+            for path in procs.error_files:   # torch's traceback files of failed ranks
+                Path(path).unlink(missing_ok=True)
+        outcomes = {}
+        for r in range(world_size):
+            path = Path(folder, f"rank{r}.pickle")
+            if path.exists():
+                outcomes[r] = pickle.loads(path.read_bytes())
+    return _explain(outcomes, [p.exitcode for p in procs.processes], first, host)
+
+
+def _explain(outcomes: dict[int, tuple], codes: list[int], first: int | None,
+             host: str) -> list:
+    """The results by rank, or the error that names the rank to blame.
+
+    A rank that died (no report; an exit code other than 0 and join()'s SIGTERM) takes its
+    peers' connections with it: it is named as the cause rather than the peer that noticed
+    first.
+    """
+    dead = [r for r, code in enumerate(codes) if r not in outcomes
+            and (r == first or code not in (0, None, -signal.SIGTERM))]
+    failed = [r for r, o in sorted(outcomes.items()) if o[0] != "ok"]
+    if failed and not dead and all(outcomes[r][0] == "rendezvous" for r in failed):
+        raise _RendezvousFailed(f"rank {failed[0]}: {outcomes[failed[0]][1]}")
+    if failed:
+        r = first if first in failed else failed[0]
+        failure = f"rank {r} on {host} failed: {outcomes[r][1]}"
+    if dead:
+        cause = f"rank {dead[0]} on {host} died (exit code {codes[dead[0]]})"
+        raise SpawnError(f"{cause}; then {failure}" if failed else f"{cause} before returning")
+    if failed:
+        raise SpawnError(failure)
+    missing = [r for r in range(len(codes)) if r not in outcomes]
+    if missing:
+        raise SpawnError(f"rank {missing[0]} on {host} exited (exit code {codes[missing[0]]}) "
+                         "without returning")
+    return [outcomes[r][1] for r in range(len(codes))]

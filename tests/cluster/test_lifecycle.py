@@ -116,6 +116,14 @@ def test_attach_by_profile_and_cluster_id_world_size_1(ipcluster_1):
         rank, p, t = cluster.run(solo)[0]
         assert (rank, p) == (0, 1)
         torch.testing.assert_close(t, torch.arange(3.0))
+
+        def fails(ctx):
+            raise ValueError("alone")
+
+        # one engine: the error is the remote one, not ipyparallel's wrapper around it
+        with pytest.raises(RankError, match=r"rank 0 \(pid \d+ on host .*\) raised "
+                                            "ValueError: alone"):
+            cluster.run(fails)
         pid = cluster.pids[0]
     # closing an attached cluster leaves its engine running, without our process group
     assert psutil.pid_exists(pid)

@@ -9,7 +9,8 @@ import psutil
 import pytest
 import torch
 
-from hpclab.cluster.engine import describe, interface_of, outward_ip
+from hpclab.cluster.engine import describe
+from hpclab.cluster.net import interface_of, outward_ip
 from hpclab.cluster.node import nic_table, node_report
 
 pytestmark = [pytest.mark.unit_a]

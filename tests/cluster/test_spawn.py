@@ -69,17 +69,28 @@ def test_bad_arguments_are_named(world_size, timeout, message):
         run_local(_send_nothing, world_size, timeout=timeout)
 
 
-def test_a_port_taken_before_rank_0_binds_it_is_retried(monkeypatch):
-    # the race run_local cannot avoid: the free port it picked is bound by someone else
-    # before rank 0's store binds it; the attempt fails in the rendezvous, and run_local
-    # tries again with a fresh port (fn has not run)
+def test_a_group_that_fails_to_form_is_retried_with_a_fresh_port(monkeypatch):
+    # the first attempt hands rank 0 a socket its TCPStore cannot listen on (UDP): the
+    # rendezvous fails before fn runs, and run_local tries again with a fresh socket
     from hpclab.cluster import spawn
 
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = [squatter.getsockname()[1]]
-        real = spawn.free_port
-        monkeypatch.setattr(spawn, "free_port", lambda: taken.pop() if taken else real())
-        assert run_local(_rank_and_sum, 2, timeout=20) == [(0, 2, 3.0), (1, 2, 3.0)]
-        assert not taken, "the squatted port was never tried"
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    given = [udp]
+    real = spawn._listening_socket
+    monkeypatch.setattr(spawn, "_listening_socket", lambda: given.pop() if given else real())
+    assert run_local(_rank_and_sum, 2, timeout=20) == [(0, 2, 3.0), (1, 2, 3.0)]
+    assert not given, "the failing socket was never tried"
+
+
+def _die_on_rank_2_then_rank_0_fails(ctx):
+    if ctx.rank == 2:
+        os._exit(1)
+    t = torch.ones(1)
+    dist.all_reduce(t)      # rank 0 and 1: "Connection closed by peer" (or a timeout)
+    return t.item()
+
+
+def test_a_dead_rank_is_named_as_the_cause_when_a_peer_fails_after_it():
+    with pytest.raises(SpawnError, match=r"^rank 2 on .* died \(exit code 1\)"):
+        run_local(_die_on_rank_2_then_rank_0_fails, 3, timeout=20)

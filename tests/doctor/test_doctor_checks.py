@@ -62,7 +62,7 @@ def test_no_slurm_is_absent_not_failed(no_slurm_no_gpu_tools):
 
 def test_slurm_controller_down_fails_with_the_fix(tmp_path, monkeypatch):
     # A real Slurm client talking to a controller that is not running.
-    from hpclab.cluster.spawn import free_port
+    from hpclab.cluster.net import free_port
     host = socket.gethostname().split(".")[0]
     conf = tmp_path / "slurm.conf"
     conf.write_text(f"ClusterName=dead\nSlurmctldHost={host}\nSlurmctldPort={free_port()}\n"

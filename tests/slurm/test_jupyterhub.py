@@ -39,7 +39,7 @@ HUB_DIR = Path("/tmp/hpclab-hubtest")
 
 
 def free_port() -> int:
-    from hpclab.cluster.spawn import free_port as fp
+    from hpclab.cluster.net import free_port as fp
     return fp("0.0.0.0")
 
 

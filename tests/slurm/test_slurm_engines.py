@@ -157,7 +157,7 @@ def test_gpus_on_a_cpu_partition_name_the_missing_gpus(slurm):
 def test_controller_down_is_translated(slurm, tmp_path, monkeypatch):
     # A client configured for a controller that is not running (a dead port): what users
     # see when slurmctld is down, without stopping the Slurm other tests use.
-    from hpclab.cluster.spawn import free_port
+    from hpclab.cluster.net import free_port
     conf = Path(slurm).read_text().replace("SlurmctldPort=", f"SlurmctldPort={free_port()}#")
     (tmp_path / "slurm.conf").write_text(conf)
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))

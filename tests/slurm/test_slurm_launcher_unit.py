@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hpclab.cluster.errors import ClusterError
-from hpclab.cluster.slurm import SlurmLauncher, explain_slurm_error, parse_slurm_time, slurm_command
+from hpclab.cluster.slurm import SlurmLauncher
+from hpclab.cluster.slurm_diagnostics import explain_slurm_error, parse_slurm_time, slurm_command
 
 pytestmark = [pytest.mark.unit_a]
 
