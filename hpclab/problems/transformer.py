@@ -13,7 +13,7 @@ self-attention softmax(QKᵀ/√d_head + mask) V, so position t only sees positi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -99,10 +99,6 @@ def tiny_transformer(vocab_size: int, seed: int | None = 0, **config) -> TinyTra
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TinyTransformer(cfg)
-
-
-def config_dict(model: TinyTransformer) -> dict:
-    return asdict(model.cfg)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

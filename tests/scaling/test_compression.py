@@ -28,11 +28,11 @@ HOOKS = {
 }
 
 
-def bucket_of(g: torch.Tensor) -> GradBucket:
-    """A one-bucket DDP's view of the flat gradient g: bucket 0, the step's last."""
+def bucket_of(g: torch.Tensor, index: int = 0, n_buckets: int = 1) -> GradBucket:
+    """DDP's view of the flat gradient g as bucket `index` of `n_buckets`."""
     param = torch.zeros_like(g, requires_grad=True)
     param.grad = g
-    bucket = GradBucket(0, [param])
+    bucket = GradBucket(index, [param], n_buckets)
     bucket.flatten_grads()
     return bucket
 
@@ -62,6 +62,30 @@ def test_error_feedback_keeps_every_gradient(name, world_size):
     uncompressed = 6 * 2 * (world_size - 1) / world_size * 103 * 8
     if world_size > 1:
         assert 0 < sent[0] < uncompressed, "compression must send fewer bytes than float64"
+
+
+def _state_follows_the_bucket_index(ctx, name):
+    """Two buckets of different sizes, seen in a different order every step: each keeps
+    its own residual, so error feedback telescopes per bucket."""
+    hook, make_state = HOOKS[name]
+    state = make_state()
+    sizes = (103, 40)
+    sent = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    grads = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    for t in range(6):
+        for i in ((1, 0) if t % 2 else (0, 1)):
+            g = _grad(ctx.rank, 10 * t + i, sizes[i])
+            grads[i] += g
+            sent[i] += hook(state, bucket_of(g, i, n_buckets=2))
+    for i in range(2):
+        torch.testing.assert_close(sent[i] + state.residuals[i], grads[i], rtol=1e-9,
+                                   atol=1e-9)
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_state_is_kept_per_bucket_index(name):
+    assert all(run_local(_state_follows_the_bucket_index, 2, name))
 
 
 def _exact_cases(ctx):
