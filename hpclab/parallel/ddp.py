@@ -204,18 +204,20 @@ class DistributedDataParallel(nn.Module):
         self.last_comm_total = sum(b.comm_seconds for b in self.buckets)
 
     def _wait(self, bucket: GradBucket, future: concurrent.futures.Future) -> torch.Tensor:
-        where = f"rank {self.rank} on host {socket.gethostname()}"
         try:
             return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"gradient all-reduce of bucket {bucket.index()} did not "
-                               f"finish within {self.timeout} s on {where}; a peer rank may "
-                               "have died or be stuck: restart the engines and resume from "
-                               "the last checkpoint") from None
         except Exception as exc:
+            if not future.done():
+                raise TimeoutError(f"gradient all-reduce of bucket {bucket.index()} did not "
+                                   f"finish within {self.timeout} s on {self._where()}; a "
+                                   "peer rank may have died or be stuck: restart the engines "
+                                   "and resume from the last checkpoint") from None
             raise RuntimeError(f"gradient all-reduce of bucket {bucket.index()} failed on "
-                               f"{where}: {exc}. A peer rank probably died; restart the "
-                               "engines and resume from the last checkpoint") from exc
+                               f"{self._where()}: {exc}. A peer rank probably died; restart "
+                               "the engines and resume from the last checkpoint") from exc
+
+    def _where(self) -> str:
+        return f"rank {self.rank} on host {socket.gethostname()}"
 
     def close(self) -> None:
         """Stop the communication thread (also done when the object is collected)."""

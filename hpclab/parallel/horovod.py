@@ -75,14 +75,16 @@ class DistributedOptimizer:
 
     def synchronize(self) -> None:
         """Wait for every launched all-reduce and put the averages into p.grad."""
-        where = f"rank {dist.get_rank(self.group)} on host {socket.gethostname()}"
         for i, (p, future) in enumerate(self._pending):
             try:
                 flat = future.result(timeout=self.timeout)
-            except concurrent.futures.TimeoutError:
+            except Exception as exc:
+                if future.done():   # the all-reduce itself failed: its error names the peer
+                    raise
                 raise TimeoutError(f"all-reduce of gradient {i} did not finish within "
-                                   f"{self.timeout} s on {where}; a peer rank may have died "
-                                   "or be stuck: restart the engines") from None
+                                   f"{self.timeout} s on rank {dist.get_rank(self.group)} on host "
+                                   f"{socket.gethostname()}; a peer rank may have died "
+                                   "or be stuck: restart the engines") from exc
             p.grad.copy_(flat.view_as(p.grad))
         self._pending.clear()
         for p in self._params:
