@@ -42,6 +42,7 @@ from hpclab.parallel.checkpoint import (
     set_rng_state,
 )
 from hpclab.parallel.ddp import DistributedDataParallel
+from hpclab.parallel.live import LivePublisher
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.train import train_step
 
@@ -127,7 +128,6 @@ def train_rank(ctx, spec: RankJob) -> dict:
     batches = sampler.batches(local_batch)
     pub = None
     if spec.push_address:
-        from hpclab.parallel.live import LivePublisher
         pub = LivePublisher(spec.push_address, spec.control_address, cfg.publish_interval)
     records, stopped, last_finite = [], False, None
     t_live = 0.0    # seconds this rank spent on the live stream (its whole overhead)
