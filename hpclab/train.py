@@ -6,15 +6,19 @@
 
 One optimisation step (`train_step`) is, with its time split as `StepRecord` reports it:
 
-    forward    ŷ = model(x), J = loss_fn(ŷ, y)                 → t_forward
-    backward   ∇J by autograd                                  → t_backward
-    [hook]     after_backward(model): e.g. all-reduce ∇J        → t_comm  (0 here)
-    optimizer  clip ‖∇J‖ (optional), θ ← update(θ, ∇J)          → t_optim
+    for each of the a micro-batches (a = accumulation, usually 1):
+      forward    ŷ = model(x_k), J_k = loss_fn(ŷ, y_k) / a          → t_forward
+      [ranks]    before the last backward: J = mean of the ranks' J  → t_comm
+      backward   ∇J_k by autograd, accumulated in p.grad            → t_backward
+    [hook]     after_backward(model): e.g. all-reduce ∇J             → t_comm
+    optimizer  clip ‖∇J‖ (optional), θ ← update(θ, ∇J)               → t_optim
 
-The `after_backward` hook is the seam the data-parallel trainer uses: it averages the
-gradients across ranks between backward and the optimizer step, and its time is the
-exposed communication time. A NaN or infinite loss stops training with
-`NonFiniteLossError` (a FloatingPointError) naming the step and the last finite loss.
+The same step runs in single-process training (`fit`) and on every rank of data-parallel
+training (hpclab.parallel.worker), where the model is a DistributedDataParallel that
+averages ∇J inside backward (no_sync for all micro-batches but the last) or
+`after_backward` averages it. A NaN or infinite loss stops training with
+`NonFiniteLossError` (a FloatingPointError) naming the step and the last finite loss — on
+every rank at the same step, because the ranks agree on the loss first.
 
 Conventions: a batch is `(inputs, targets)`; samples = len(inputs); integer (B, T) inputs
 are token ids and also count tokens = B·T. A scheduler is stepped once per optimisation
@@ -23,6 +27,7 @@ step. Plots of a History live in `hpclab.plots`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -30,13 +35,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from hpclab.metrics import StepRecord
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or ±inf; training stopped before the backward pass."""
+    """The loss became NaN or ±inf; training stopped before the optimizer step."""
 
     def __init__(self, step: int, loss: float, last_finite: float | None = None):
         self.step, self.loss, self.last_finite = step, loss, last_finite
@@ -132,48 +138,89 @@ def move_batch(batch, device: torch.device):
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch,
-               loss_fn: Callable, *, step: int = 0, epoch: int = 0,
+               loss_fn: Callable, *, step: int = 0, epoch: int = 0, accumulation: int = 1,
                after_backward: Callable | None = None, clip_grad_norm: float | None = None,
-               rank: int = 0, world_size: int = 1) -> StepRecord:
+               last_finite: float | None = None, group=None, rank: int = 0,
+               world_size: int = 1) -> StepRecord:
     """One optimisation step on one batch; returns its StepRecord (times in seconds).
 
+    accumulation = a splits the batch into a equal micro-batches and accumulates the
+    gradient of J = (1/a) Σ_k J_k, the loss of the whole batch; a model with `no_sync()`
+    (DistributedDataParallel) communicates only in the last micro-batch's backward.
+
+    Data parallel (world_size > 1 ranks of `group`, each passing its own shard): before
+    the backward that communicates, the ranks agree on the loss with one all-reduce,
+    J = (1/p) Σ_r J_r, the loss of the global batch, which the record reports (this
+    rank's own in extra["local_loss"]). A NaN or ±inf on any rank makes that sum
+    non-finite on every rank, so all ranks raise the same NonFiniteLossError at the same
+    step (`last_finite`: the previous step's loss, for the message) and none is left
+    waiting for a peer that stopped.
+
     after_backward(model) runs between backward and the optimizer step and is timed as
-    t_comm; if it returns a dict, that goes into the record's `extra`.
+    t_comm, with the agreement; if it returns a dict, that goes into the record's `extra`.
     """
+    if accumulation < 1:
+        raise ValueError(f"accumulation must be >= 1, got {accumulation}")
     device = next(model.parameters()).device
     t0 = time.perf_counter()
     inputs, targets = move_batch(batch, device)
+    if len(inputs) % accumulation:
+        raise ValueError(f"the batch of {len(inputs)} samples does not split into "
+                         f"accumulation={accumulation} equal micro-batches")
+    micro = len(inputs) // accumulation
     optimizer.zero_grad(set_to_none=True)
     _sync(device)
-    t1 = time.perf_counter()
-    loss = loss_fn(model(inputs), targets)
-    loss_value = loss.item()
-    if not math.isfinite(loss_value):
-        raise NonFiniteLossError(step, loss_value)
-    t2 = time.perf_counter()
-    loss.backward()
-    _sync(device)
-    t3 = time.perf_counter()
-    extra = {}
+    t_forward = t_backward = t_comm = local = 0.0
+    for k in range(accumulation):
+        last = k == accumulation - 1
+        t1 = time.perf_counter()
+        part = slice(k * micro, (k + 1) * micro)
+        loss = loss_fn(model(inputs[part]), targets[part]) / accumulation
+        local += loss.item()
+        t2 = time.perf_counter()
+        t_forward += t2 - t1
+        if last:
+            loss_value = _agree(local, group, world_size, device)
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(step, loss_value, last_finite)
+            t_comm += time.perf_counter() - t2
+        t3 = time.perf_counter()
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") \
+            else model.no_sync()
+        with sync:
+            loss.backward()
+        _sync(device)
+        t_backward += time.perf_counter() - t3
+    extra = {"local_loss": local} if world_size > 1 else {}
+    t4 = time.perf_counter()
     if after_backward is not None:
         extra.update(after_backward(model) or {})
         _sync(device)
-    t4 = time.perf_counter()
+    t5 = time.perf_counter()
     if clip_grad_norm is not None:
         extra["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                                   clip_grad_norm))
     optimizer.step()
     _sync(device)
-    t5 = time.perf_counter()
+    t6 = time.perf_counter()
     samples = len(inputs)
     if not inputs.is_floating_point() and inputs.ndim == 2:
         extra["tokens"] = inputs.numel()
-        extra["tokens_per_s"] = inputs.numel() / (t5 - t0)
+        extra["tokens_per_s"] = inputs.numel() / (t6 - t0)
     return StepRecord(step=step, loss=loss_value, rank=rank, world_size=world_size,
-                      epoch=epoch, samples=samples, t_step=t5 - t0, t_forward=t2 - t1,
-                      t_backward=t3 - t2, t_comm=t4 - t3, t_optim=t5 - t4,
+                      epoch=epoch, samples=samples, t_step=t6 - t0, t_forward=t_forward,
+                      t_backward=t_backward, t_comm=t_comm + t5 - t4, t_optim=t6 - t5,
                       time=time.time(), lr=float(optimizer.param_groups[0]["lr"]),
                       extra=extra)
+
+
+def _agree(local: float, group, world_size: int, device: torch.device) -> float:
+    """The mean of the ranks' losses (one all-reduce); `local` itself on one rank."""
+    if world_size == 1:
+        return local
+    total = torch.tensor([local], dtype=torch.float64, device=device)
+    dist.all_reduce(total, group=group)
+    return total.item() / world_size
 
 
 @torch.no_grad()
@@ -205,8 +252,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
         val_loader: Iterable | None = None, eval_every: int | None = None,
         callbacks: Iterable[Callable] = (), early_stopping: EarlyStopping | int | None = None,
         progress: bool = True, clip_grad_norm: float | None = None, scheduler=None,
-        after_backward: Callable | None = None, rank: int = 0,
-        world_size: int = 1) -> History:
+        accumulation: int = 1, after_backward: Callable | None = None, group=None,
+        rank: int = 0, world_size: int = 1) -> History:
     """Train until `epochs` passes or `steps` steps (whichever comes first; default one
     epoch). Validation runs after every epoch and every `eval_every` steps; its metrics go
     into History.evals and into that step's record.extra. Each callback receives every
@@ -235,13 +282,10 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
                 and (steps is None or step < steps):
             n_batches = 0
             for batch in train_loader:
-                try:
-                    rec = train_step(model, optimizer, batch, loss_fn, step=step,
-                                     epoch=epoch, after_backward=after_backward,
-                                     clip_grad_norm=clip_grad_norm, rank=rank,
-                                     world_size=world_size)
-                except NonFiniteLossError as e:
-                    raise NonFiniteLossError(e.step, e.loss, last_finite) from None
+                rec = train_step(model, optimizer, batch, loss_fn, step=step, epoch=epoch,
+                                 accumulation=accumulation, after_backward=after_backward,
+                                 clip_grad_norm=clip_grad_norm, last_finite=last_finite,
+                                 group=group, rank=rank, world_size=world_size)
                 if scheduler is not None:
                     scheduler.step()
                 last_finite, step, n_batches = rec.loss, step + 1, n_batches + 1

@@ -2,6 +2,7 @@
 
 Data parallel (lecture D1-D4):
 
+    NaiveDataParallel         naive_dp.py  the first step: one hook per parameter, all-reduce, / p
     DistributedDataParallel   ddp.py       our DDP: broadcast, bucketed all-reduce in backward
                                            hooks, no_sync, register_comm_hook
     DistributedSampler        sampler.py   disjoint per-rank shards, resumable mid-epoch
@@ -23,9 +24,10 @@ from hpclab.parallel.checkpoint import (
                                         save_checkpoint,
                                         set_rng_state,
 )
-from hpclab.parallel.ddp import DistributedDataParallel, average_hook
+from hpclab.parallel.ddp import DistributedDataParallel
 from hpclab.parallel.horovod import DistributedOptimizer, broadcast_parameters
 from hpclab.parallel.job import Job
+from hpclab.parallel.naive_dp import NaiveDataParallel
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.parallel.trainer import Trainer, TrainerConfig
 
@@ -34,9 +36,9 @@ __all__ = [
                                         "DistributedOptimizer",
                                         "DistributedSampler",
                                         "Job",
+                                        "NaiveDataParallel",
                                         "Trainer",
                                         "TrainerConfig",
-                                        "average_hook",
                                         "broadcast_parameters",
                                         "checkpoint_path",
                                         "latest_checkpoint",

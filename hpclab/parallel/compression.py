@@ -1,8 +1,8 @@
 """Gradient compression as DDP communication hooks, with error feedback.
 
-Each hook has the signature of our DDP's comm hooks, `hook(state, flat_grad, group) ->
-averaged flat gradient`, and replaces "all-reduce 4 bytes per gradient" by something
-cheaper on the wire:
+Each hook has the signature of our DDP's comm hooks, `hook(state, bucket) -> averaged
+flat gradient` (bucket: a buckets.GradBucket, as torch's hooks receive a GradBucket), and
+replaces "all-reduce 4 bytes per gradient" by something cheaper on the wire:
 
     fp16      cast to half, all-reduce                       2 bytes / element
     int8      scale s = max|v|/127, q = round(v/s); all-gather q and s   1 byte / element
@@ -18,10 +18,10 @@ next step, so nothing is lost, only delayed:
     ĝ_t = average(C(v_t))        (compressed, communicated, averaged)
     e_t = v_t − ĝ_t              (what the average did not carry)
 
-State is kept per bucket. Our DDP launches the buckets in the same order every step, so a
-state made with `for_ddp(ddp, ...)` tells buckets apart by their position in that order.
+State is kept per bucket, keyed by `bucket.index()`, which names the same bucket on every
+rank and in every step.
 
-    state = TopKState.for_ddp(ddp, ratio=0.01)
+    state = TopKState.for_ddp(ddp, ratio=0.01)     # the state communicates in ddp.group
     ddp.register_comm_hook(state, topk_hook)
     ... train ...
     state.bytes_sent   # bytes this rank has put on the wire so far
@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from hpclab.parallel.buckets import GradBucket
 
 
 def allreduce_bytes(payload: int, p: int) -> float:
@@ -53,25 +56,17 @@ def allgather_bytes(payload: int, p: int) -> float:
 
 @dataclass
 class CompressionState:
-    """Per-bucket error-feedback residuals and a byte counter, shared by all hooks."""
-    n_buckets: int = 1
+    """Per-bucket error-feedback residuals and a byte counter, shared by all hooks.
+    `group` is the process group the hook communicates in (None: the default group)."""
     error_feedback: bool = True
-    residuals: dict = field(default_factory=dict)
-    calls: int = 0
+    group: Any = None
+    residuals: dict = field(default_factory=dict)   # bucket index -> e_{t−1}
     bytes_sent: float = 0.0
-
-    def __post_init__(self):
-        if not isinstance(self.n_buckets, int) or self.n_buckets < 1:
-            raise ValueError(f"n_buckets must be a positive int, got {self.n_buckets!r}")
 
     @classmethod
     def for_ddp(cls, ddp, **kwargs):
-        return cls(n_buckets=len(ddp.buckets), **kwargs)
-
-    def next_bucket(self) -> int:
-        key = self.calls % self.n_buckets
-        self.calls += 1
-        return key
+        """A state for the hooks of `ddp`: it communicates in ddp's process group."""
+        return cls(group=ddp.group, **kwargs)
 
     def add_residual(self, key: int, g: torch.Tensor) -> torch.Tensor:
         """v = g + e (the residual from this bucket's previous step)."""
@@ -88,7 +83,6 @@ class TopKState(CompressionState):
     ratio: float = 0.01
 
     def __post_init__(self):
-        super().__post_init__()
         if not 0.0 < self.ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
 
@@ -96,34 +90,26 @@ class TopKState(CompressionState):
 @dataclass
 class PowerSGDState(CompressionState):
     """PowerSGD's settings and memory. By default each bucket is one near-square matrix;
-    `for_ddp(ddp, per_tensor=True)` records the parameter shapes so that each tensor gets
-    its own (shape[0] × rest) matrix and tensors too small to gain (biases) are averaged
-    uncompressed, as torch's `powerSGD_hook` does. `start_iter` steps of plain averaging
-    come first (torch's `start_powerSGD_iter`)."""
+    with `per_tensor=True` each parameter of the bucket gets its own (shape[0] × rest)
+    matrix and tensors too small to gain (biases) are averaged uncompressed, as torch's
+    `powerSGD_hook` does. `start_iter` steps of plain averaging come first (torch's
+    `start_powerSGD_iter`); `iter` counts the steps done (torch's name), advanced by the
+    step's last bucket."""
     rank: int = 2
     seed: int = 0
     start_iter: int = 0
-    shapes: list | None = None         # per bucket, its parameters' shapes in flat order
+    per_tensor: bool = False
     min_compression_rate: float = 2.0  # per-tensor: compress if n·m > rate · r(n + m)
+    iter: int = 0
     q_memory: dict = field(default_factory=dict)   # warm start: last step's Qs per bucket
 
     def __post_init__(self):
-        super().__post_init__()
         if not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"rank must be a positive int, got {self.rank!r}")
         if not isinstance(self.start_iter, int) or self.start_iter < 0:
             raise ValueError(f"start_iter must be an int >= 0, got {self.start_iter!r}")
         if self.min_compression_rate <= 0:
             raise ValueError(f"min_compression_rate must be > 0, got {self.min_compression_rate}")
-        if self.shapes is not None and len(self.shapes) != self.n_buckets:
-            raise ValueError(f"shapes must list one bucket's shapes per bucket "
-                             f"(n_buckets={self.n_buckets}), got {len(self.shapes)}")
-
-    @classmethod
-    def for_ddp(cls, ddp, per_tensor: bool = False, **kwargs):
-        if per_tensor:
-            kwargs["shapes"] = [[tuple(p.shape) for p in b.params] for b in ddp.buckets]
-        return cls(n_buckets=len(ddp.buckets), **kwargs)
 
 
 def _world(group) -> int:
@@ -136,22 +122,24 @@ def _all_gather(t: torch.Tensor, group) -> list[torch.Tensor]:
     return parts
 
 
-def fp16_hook(state: CompressionState, flat_grad: torch.Tensor, group) -> torch.Tensor:
+def fp16_hook(state: CompressionState, bucket: GradBucket) -> torch.Tensor:
     """Average in half precision: ĝ = (Σ_i half(v_i)) / p."""
-    key, p = state.next_bucket(), _world(group)
-    v = state.add_residual(key, flat_grad)
+    key, group = bucket.index(), state.group
+    p = _world(group)
+    v = state.add_residual(key, bucket.buffer())
     h = v.to(torch.float16)
     dist.all_reduce(h, group=group)
-    avg = h.to(flat_grad.dtype) / p
+    avg = h.to(v.dtype) / p
     state.keep_residual(key, v, avg)
     state.bytes_sent += allreduce_bytes(h.numel() * h.element_size(), p)
     return avg
 
 
-def int8_hook(state: CompressionState, flat_grad: torch.Tensor, group) -> torch.Tensor:
+def int8_hook(state: CompressionState, bucket: GradBucket) -> torch.Tensor:
     """Each rank sends q_i = round(v_i / s_i) in int8 and s_i = max|v_i|/127."""
-    key, p = state.next_bucket(), _world(group)
-    v = state.add_residual(key, flat_grad)
+    key, group = bucket.index(), state.group
+    p = _world(group)
+    v = state.add_residual(key, bucket.buffer())
     scale = (v.abs().max() / 127.0).clamp_min(torch.finfo(v.dtype).tiny).reshape(1)
     q = torch.round(v / scale).clamp_(-127, 127).to(torch.int8)
     qs, scales = _all_gather(q, group), _all_gather(scale.to(torch.float32), group)
@@ -161,10 +149,11 @@ def int8_hook(state: CompressionState, flat_grad: torch.Tensor, group) -> torch.
     return avg
 
 
-def topk_hook(state: TopKState, flat_grad: torch.Tensor, group) -> torch.Tensor:
+def topk_hook(state: TopKState, bucket: GradBucket) -> torch.Tensor:
     """Keep the k = ⌈ratio·n⌉ largest |v_j|; send (j, v_j); average the sparse sum."""
-    key, p = state.next_bucket(), _world(group)
-    v = state.add_residual(key, flat_grad)
+    key, group = bucket.index(), state.group
+    p = _world(group)
+    v = state.add_residual(key, bucket.buffer())
     k = max(1, math.ceil(state.ratio * v.numel())) if v.numel() else 0
     idx = v.abs().topk(k).indices
     vals = v[idx]
@@ -188,16 +177,16 @@ def orthonormalize(P: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(P, mode="reduced").Q
 
 
-def _layout(state: PowerSGDState, key: int, n: int):
+def _layout(state: PowerSGDState, bucket: GradBucket):
     """Where the matrices lie in the (padded) flat bucket: [(offset, rows, cols)], the
     uncompressed ranges [(offset, size)], and the padded length."""
-    if state.shapes is None:
-        rows, cols = matrix_shape(n)
+    if not state.per_tensor:
+        rows, cols = matrix_shape(bucket.numel)
         return [(0, rows, cols)], [], rows * cols
     matrices, plain, offset = [], [], 0
-    for shape in state.shapes[key]:
-        size = math.prod(shape)
-        rows = shape[0] if shape else 1
+    for param in bucket.parameters():
+        size = param.numel()
+        rows = param.shape[0] if param.dim() else 1
         cols = size // rows if rows else 0
         r = min(state.rank, rows, cols)
         if rows * cols > state.min_compression_rate * r * (rows + cols):
@@ -205,10 +194,7 @@ def _layout(state: PowerSGDState, key: int, n: int):
         elif size:
             plain.append((offset, size))
         offset += size
-    if offset != n:
-        raise ValueError(f"bucket {key} has {n} gradient elements but its shapes "
-                         f"{state.shapes[key]} hold {offset}; make the state with for_ddp")
-    return matrices, plain, n
+    return matrices, plain, offset
 
 
 def _mean(tensors: list[torch.Tensor], state: CompressionState, group) -> list[torch.Tensor]:
@@ -222,7 +208,7 @@ def _mean(tensors: list[torch.Tensor], state: CompressionState, group) -> list[t
     return [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 
-def powersgd_hook(state: PowerSGDState, flat_grad: torch.Tensor, group) -> torch.Tensor:
+def powersgd_hook(state: PowerSGDState, bucket: GradBucket) -> torch.Tensor:
     """Rank-r PowerSGD with one power iteration per step and warm-started Q:
 
         M = v viewed as a (rows × cols) matrix       (or one matrix per tensor)
@@ -233,12 +219,15 @@ def powersgd_hook(state: PowerSGDState, flat_grad: torch.Tensor, group) -> torch
     approximation (Eckart–Young), which the tests check against an SVD. ĝ = P̂ P̂ᵀ M̄ only
     depends on span(P̂), so normalising Q first (as torch does) changes nothing but rounding.
     """
-    key = state.next_bucket()
-    if (state.calls - 1) // state.n_buckets < state.start_iter:   # warm-up: plain average
-        return _mean([flat_grad.clone()], state, group)[0]
-    v = state.add_residual(key, flat_grad)
+    key, group = bucket.index(), state.group
+    warm_up = state.iter < state.start_iter
+    if bucket.is_last():
+        state.iter += 1
+    if warm_up:   # plain average
+        return _mean([bucket.buffer().clone()], state, group)[0]
+    v = state.add_residual(key, bucket.buffer())
     n = v.numel()
-    matrices, plain, padded = _layout(state, key, n)
+    matrices, plain, padded = _layout(state, bucket)
     v_pad = torch.nn.functional.pad(v, (0, padded - n))
     out = torch.empty_like(v_pad)
     for (o, s), avg in zip(plain, _mean([v_pad[o:o + s] for o, s in plain], state, group)):

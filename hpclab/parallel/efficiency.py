@@ -4,7 +4,8 @@ With T(p) the time per unit of work on p workers:
 
     speed-up        S(p) = T(1) / T(p)
     efficiency      E(p) = S(p) / p                       (strong scaling: fixed total work)
-    weak efficiency E_w(p) = T(1) / T(p)                   (fixed work *per worker*)
+    weak efficiency E_w(p) = T(1) / T(p)                   (fixed work *per worker*:
+                                                           `speedup` of the step times)
     Amdahl          S(p) = 1 / ((1 − f) + f / p)           f = parallel fraction
     Gustafson       S(p) = (1 − f) + f · p                 (work grows with p)
 
@@ -44,11 +45,6 @@ def speedup(t1: float, tp: Sequence[float] | float) -> np.ndarray:
 def efficiency(t1: float, tp, p) -> np.ndarray:
     """Strong-scaling efficiency E(p) = S(p) / p."""
     return speedup(t1, tp) / _check_workers(p)
-
-
-def weak_efficiency(t1: float, tp) -> np.ndarray:
-    """Weak-scaling efficiency E_w(p) = T(1) / T(p), each worker doing the same work."""
-    return speedup(t1, tp)
 
 
 def amdahl(p, f: float) -> np.ndarray:

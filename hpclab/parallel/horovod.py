@@ -8,9 +8,11 @@ Horovod (Sergeev & Del Balso, 2018) made data parallelism a two-line change:
     loss.backward(); opt.step()                                # step() averages first
 
 Each parameter gets a hook; once its gradient has been accumulated
-`backward_passes_per_step` times, its all-reduce starts (asynchronously, so it overlaps
-the rest of backward). `step()` waits for all of them (`synchronize()`), divides by p and
-then runs the wrapped optimizer:  θ ← update(θ, (1/p) Σ_r g_r).
+`backward_passes_per_step` times, its all-reduce (op="avg", any hpclab.comm algorithm) is
+submitted to one communication thread, so it overlaps the rest of backward — the same
+launch path as ddp.py, a `ThreadPoolExecutor(max_workers=1)` that keeps the tensors in the
+same order on every rank. `step()` waits for all of them (`synchronize()`) and then runs
+the wrapped optimizer:  θ ← update(θ, (1/p) Σ_r g_r).
 
 Compared with our DistributedDataParallel (ddp.py): one message per tensor instead of
 buckets (Horovod fuses small tensors in a background thread; we keep it readable), and
@@ -19,15 +21,14 @@ the wait happens in step() rather than at the end of backward.
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import time
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from hpclab.parallel.comm_thread import CommThread
-from hpclab.parallel.ddp import average_hook
+import hpclab.comm
 
 
 @torch.no_grad()
@@ -53,9 +54,9 @@ class DistributedOptimizer:
                   [p for g in optimizer.param_groups for p in g["params"]])
         self._params = [p for p in params if p.requires_grad]
         self._counts = {id(p): 0 for p in self._params}
-        self._pending: dict[int, tuple] = {}
-        self._average = average_hook(algorithm, timeout)
-        self._thread = CommThread("hpclab-horovod-comm") if algorithm != "torch" else None
+        self._pending: list[tuple[torch.Tensor, concurrent.futures.Future]] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="hpclab-horovod-comm")
         for p in self._params:
             p.register_post_accumulate_grad_hook(self._on_grad_ready)
 
@@ -68,23 +69,22 @@ class DistributedOptimizer:
         if self._counts[id(p)] < self.backward_passes_per_step:
             return
         flat = p.grad.detach().reshape(-1).clone()
-        if self._thread is None:
-            self._pending[id(p)] = (p, dist.all_reduce(flat, group=self.group, async_op=True),
-                                    flat)
-        else:
-            key = _Key(len(self._pending))
-            self._thread.submit(key, lambda f=flat: self._average(None, f, self.group))
-            self._pending[id(p)] = (p, key, None)
+        self._pending.append((p, self._executor.submit(
+            hpclab.comm.all_reduce, flat, op="avg", algorithm=self.algorithm,
+            group=self.group, timeout=self.timeout)))
 
     def synchronize(self) -> None:
         """Wait for every launched all-reduce and put the averages into p.grad."""
-        where = f"rank {dist.get_rank(self.group)} on host {socket.gethostname()}"
-        for p, handle, flat in self._pending.values():
-            if self._thread is None:
-                handle.wait(timedelta(seconds=self.timeout))
-                flat.div_(self.world_size)
-            else:
-                flat = self._thread.result(handle, timeout=self.timeout, where=where)
+        for i, (p, future) in enumerate(self._pending):
+            try:
+                flat = future.result(timeout=self.timeout)
+            except Exception as exc:
+                if future.done():   # the all-reduce itself failed: its error names the peer
+                    raise
+                raise TimeoutError(f"all-reduce of gradient {i} did not finish within "
+                                   f"{self.timeout} s on rank {dist.get_rank(self.group)} on host "
+                                   f"{socket.gethostname()}; a peer rank may have died "
+                                   "or be stuck: restart the engines") from exc
             p.grad.copy_(flat.view_as(p.grad))
         self._pending.clear()
         for p in self._params:
@@ -106,11 +106,5 @@ class DistributedOptimizer:
         self.optimizer.load_state_dict(state)
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.close()
-
-
-class _Key:
-    """What CommThread needs of a 'bucket': an index and a place for the timing."""
-    def __init__(self, index: int):
-        self.index, self.comm_seconds = index, 0.0
+        """Stop the communication thread."""
+        self._executor.shutdown(wait=False)

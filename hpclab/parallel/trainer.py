@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpclab.parallel.job import Job
+from hpclab.parallel.live import LiveReceiver
 from hpclab.parallel.worker import RankJob, train_on_engine
 
 LOSSES = ("cross_entropy", "mse")
@@ -91,7 +92,6 @@ class Trainer:
             raise ValueError(f"steps must be >= 1, got {steps}")
         receiver = None
         if live:
-            from hpclab.parallel.live import LiveReceiver
             receiver = LiveReceiver()
         spec = RankJob(None, None, None, self.config, steps,
                        resume=resume, return_params=return_params,

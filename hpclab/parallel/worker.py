@@ -2,7 +2,8 @@
 
     train_rank(ctx, spec) -> {"records": [...], "step": s, "stopped": bool, "params": ...}
 
-One step on rank r (B = global batch, p ranks, a = accumulation steps):
+One step on rank r (B = global batch, p ranks, a = accumulation steps) is the
+single-process step, hpclab.train.train_step, with our DDP as the model:
 
     idx      = next B/p indices of this rank's shard      (DistributedSampler)
     for each of the a micro-batches:                      (no_sync on all but the last)
@@ -11,18 +12,18 @@ One step on rank r (B = global batch, p ranks, a = accumulation steps):
                                                            over ranks in the last one)
     optimizer.step()                                      (t_optim)
 
-The time DDP waited for gradients after backward is t_comm (exposed communication) and
-is not counted in t_backward. Every `checkpoint_every` steps all ranks hand their RNG
-states to rank 0, which writes an atomic checkpoint. Every `stop_check_every` steps the
-ranks agree (one tiny all-reduce) on whether to stop: the notebook asked, or a loss is
-not finite. The same function runs on ipyparallel engines and under run_local (tests).
+Before the last backward the ranks agree on the loss (train_step): a NaN or ±inf on any
+rank stops every rank at that step with the same NonFiniteLossError. The time DDP waited
+for gradients after backward is t_comm (exposed communication) and is not counted in
+t_backward. Every `checkpoint_every` steps all ranks hand their RNG states to rank 0,
+which writes an atomic checkpoint. Every `stop_check_every` steps the ranks agree (one
+tiny all-reduce) on whether the notebook asked them to stop. The same function runs on
+ipyparallel engines and under run_local (tests).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from hpclab.metrics import StepRecord
 from hpclab.parallel.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
@@ -42,6 +42,7 @@ from hpclab.parallel.checkpoint import (
     set_rng_state,
 )
 from hpclab.parallel.ddp import DistributedDataParallel
+from hpclab.parallel.live import LivePublisher
 from hpclab.parallel.sampler import DistributedSampler
 from hpclab.train import train_step
 
@@ -105,38 +106,6 @@ def _checkpoint(ctx, spec: RankJob, ddp, optimizer, sampler, step: int) -> None:
                         keep=cfg.keep_checkpoints)
 
 
-def accumulated_step(ddp, optimizer, X, Y, idx, loss_fn, accumulation: int) -> StepRecord:
-    """One step over `accumulation` micro-batches: local backward under no_sync for all
-    but the last, whose backward all-reduces the summed gradient ∇(Σ_k J_k / a)."""
-    micro = len(idx) // accumulation
-    device = next(ddp.parameters()).device
-    t0 = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    t_fwd = t_bwd = loss_sum = 0.0
-    for k in range(accumulation):
-        sub = idx[k * micro:(k + 1) * micro]
-        ta = time.perf_counter()
-        x, y = X[sub].to(device), Y[sub].to(device)
-        loss = loss_fn(ddp(x), y) / accumulation
-        tb = time.perf_counter()
-        with ddp.no_sync() if k < accumulation - 1 else contextlib.nullcontext():
-            loss.backward()
-        t_fwd += tb - ta
-        t_bwd += time.perf_counter() - tb
-        loss_sum += loss.item()
-    to = time.perf_counter()
-    optimizer.step()
-    t_end = time.perf_counter()
-    rec = StepRecord(step=0, loss=loss_sum, samples=len(idx), t_step=t_end - t0,
-                     t_forward=t_fwd, t_backward=t_bwd - ddp.last_exposed_comm,
-                     t_comm=ddp.last_exposed_comm, t_optim=t_end - to, time=time.time(),
-                     lr=optimizer.param_groups[0].get("lr"))
-    if X.dtype == torch.long and X.dim() == 2:
-        rec.extra["tokens"] = len(idx) * X.size(1)
-        rec.extra["tokens_per_s"] = rec.extra["tokens"] / rec.t_step
-    return rec
-
-
 def train_on_engine(ctx, spec: RankJob, model_fn, data_fn, optimizer_fn) -> dict:
     """Entry point for ipyparallel: it pickles functions passed as top-level arguments by
     value (so notebook-defined functions work) but ones nested in an object by name."""
@@ -159,9 +128,8 @@ def train_rank(ctx, spec: RankJob) -> dict:
     batches = sampler.batches(local_batch)
     pub = None
     if spec.push_address:
-        from hpclab.parallel.live import LivePublisher
         pub = LivePublisher(spec.push_address, spec.control_address, cfg.publish_interval)
-    records, stopped, last_finite = [], False, math.nan
+    records, stopped, last_finite = [], False, None
     t_live = 0.0    # seconds this rank spent on the live stream (its whole overhead)
     loss_fn = functools.partial(loss_value, cfg.loss)
     try:
@@ -174,19 +142,15 @@ def train_rank(ctx, spec: RankJob) -> dict:
                 idx = next(batches)
             t_data = time.perf_counter() - t0
             step += 1
-            if cfg.accumulation == 1:    # the single-process step, DDP inside backward
-                rec = train_step(ddp, optimizer, (X[idx], Y[idx]), loss_fn, step=step,
-                                 epoch=sampler.epoch, rank=ctx.rank, world_size=p)
-                # backward's time includes DDP's wait for the last buckets: move it to t_comm
-                rec.t_comm = ddp.last_exposed_comm
-                rec.t_backward -= rec.t_comm
-            else:
-                rec = accumulated_step(ddp, optimizer, X, Y, idx, loss_fn, cfg.accumulation)
-                rec.step, rec.epoch, rec.rank, rec.world_size = step, sampler.epoch, ctx.rank, p
+            rec = train_step(ddp, optimizer, (X[idx], Y[idx]), loss_fn, step=step,
+                             epoch=sampler.epoch, accumulation=cfg.accumulation,
+                             last_finite=last_finite, group=ctx.group, rank=ctx.rank,
+                             world_size=p)
+            # backward's time includes DDP's wait for the last buckets: move it to t_comm
+            rec.t_comm += ddp.last_exposed_comm
+            rec.t_backward -= ddp.last_exposed_comm
             rec.t_step += t_data
-            loss_sum = rec.loss
-            if math.isfinite(loss_sum):
-                last_finite = loss_sum
+            last_finite = rec.loss
             records.append(rec)
             if pub is not None:
                 tl = time.perf_counter()
@@ -198,15 +162,9 @@ def train_rank(ctx, spec: RankJob) -> dict:
                 tl = time.perf_counter()
                 stop = pub is not None and pub.stop_requested()
                 t_live += time.perf_counter() - tl
-                flags = torch.tensor([float(stop),
-                                      float(not math.isfinite(loss_sum))])
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=ctx.group)
-                if flags[1] > 0:
-                    raise FloatingPointError(
-                        f"loss is not finite at step {step} on some rank (here: {loss_sum}); "
-                        f"last finite loss on {ctx.where()}: {last_finite}. Lower the "
-                        "learning rate or clip gradients")
-                if flags[0] > 0:
+                flag = torch.tensor([float(stop)])
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ctx.group)
+                if flag.item() > 0:
                     stopped = True
                     written = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
                     if cfg.checkpoint_dir and not written:

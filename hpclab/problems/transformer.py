@@ -18,7 +18,7 @@ block's input and runs the whole block again in backward (torch.utils.checkpoint
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -123,10 +123,6 @@ def tiny_transformer(vocab_size: int, seed: int | None = 0, **config) -> TinyTra
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return TinyTransformer(cfg)
-
-
-def config_dict(model: TinyTransformer) -> dict:
-    return asdict(model.cfg)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 N ranks with global batch B must end with the same parameters as one process with batch
 B after K steps, for every all-reduce algorithm, with one bucket or one bucket per
-parameter, and with gradient accumulation (no_sync). Tolerance: float32 sums in a
+parameter, and with gradient accumulation (no_sync); and so must the naive wrapper (one
+all-reduce per parameter, naive_dp.py). Tolerance: float32 sums in a
 different order, so |θ_ddp − θ_ref| <= 1e-5 + 1e-4·|θ_ref| after K = 4 momentum-SGD steps.
 """
 
@@ -12,7 +13,7 @@ import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
 from hpclab.comm import ALGORITHMS
-from hpclab.parallel import DistributedDataParallel
+from hpclab.parallel import DistributedDataParallel, NaiveDataParallel
 
 pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]
 
@@ -45,7 +46,7 @@ def train(model, X, Y, ranks_batch, accumulation=1, ddp=None):
         for k in range(accumulation):
             sub = idx[k * micro:(k + 1) * micro]
             loss = torch.nn.functional.cross_entropy(net(X[sub]), Y[sub]) / accumulation
-            if ddp is not None and k < accumulation - 1:
+            if hasattr(ddp, "no_sync") and k < accumulation - 1:
                 with ddp.no_sync():
                     loss.backward()
             else:
@@ -61,18 +62,24 @@ def equivalence_on_rank(ctx):
     worst = {}
     for algorithm in ALGORITHMS["all_reduce"] + ("auto",):
         for cap, accumulation in ((25, 1), (TINY, 1), (25, 2), (TINY, 2)):
-            if True:
-                # each rank starts from different weights: DDP's broadcast must fix that
-                model = make_model(0 if ctx.rank == 0 else 100 + ctx.rank)
-                ddp = DistributedDataParallel(model, bucket_cap_mb=cap, algorithm=algorithm)
-                ours = train(model, X, Y,
-                             lambda s: list(range(s * B, (s + 1) * B))[ctx.rank::p],
-                             accumulation, ddp)
-                ddp.close()
-                err = max(((a - b).abs() - RTOL * b.abs()).max().item()
-                          for a, b in zip(ours, reference))
-                worst[(algorithm, cap, accumulation)] = err
+            # each rank starts from different weights: DDP's broadcast must fix that
+            model = make_model(0 if ctx.rank == 0 else 100 + ctx.rank)
+            ddp = DistributedDataParallel(model, bucket_cap_mb=cap, algorithm=algorithm)
+            ours = train(model, X, Y, lambda s: list(range(s * B, (s + 1) * B))[ctx.rank::p],
+                         accumulation, ddp)
+            ddp.close()
+            worst[(algorithm, cap, accumulation)] = error(ours, reference)
+    for accumulation in (1, 2):   # the naive wrapper: one all-reduce per parameter
+        model = make_model(0 if ctx.rank == 0 else 100 + ctx.rank)
+        ours = train(model, X, Y, lambda s: list(range(s * B, (s + 1) * B))[ctx.rank::p],
+                     accumulation, NaiveDataParallel(model))
+        worst[("naive per parameter", None, accumulation)] = error(ours, reference)
     return worst
+
+
+def error(ours, reference) -> float:
+    """max over parameters of |θ_ours − θ_ref| − RTOL·|θ_ref| (<= ATOL passes)."""
+    return max(((a - b).abs() - RTOL * b.abs()).max().item() for a, b in zip(ours, reference))
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
@@ -80,7 +87,7 @@ def test_ddp_equals_single_process(world_size):
     for rank, worst in enumerate(run_local(equivalence_on_rank, world_size, timeout=120)):
         bad = {k: v for k, v in worst.items() if v > ATOL}
         assert not bad, f"rank {rank}: (algorithm, bucket MiB, accumulation) -> error {bad}"
-        assert len(worst) == (len(ALGORITHMS["all_reduce"]) + 1) * 4
+        assert len(worst) == (len(ALGORITHMS["all_reduce"]) + 1) * 4 + 2
 
 
 def hooks_and_no_sync(ctx):
@@ -96,12 +103,14 @@ def hooks_and_no_sync(ctx):
         torch.nn.functional.cross_entropy(ddp(x), y).backward()
     no_sync_ok = all(torch.allclose(a.grad, b.grad) for a, b in zip(model.parameters(),
                                                                      local.parameters()))
-    # a comm hook: sum instead of average, counting the buckets it sees
+    # a comm hook: sum instead of average, recording the buckets it sees
     calls = []
 
-    def sum_hook(state, flat, group):
-        state.append(flat.numel())
-        dist.all_reduce(flat, group=group)
+    def sum_hook(state, bucket):
+        flat = bucket.buffer()
+        assert flat.numel() == sum(p.numel() for p in bucket.parameters())
+        state.append((bucket.index(), flat.numel(), bucket.is_last()))
+        dist.all_reduce(flat)
         return flat
 
     ddp.register_comm_hook(calls, sum_hook)
@@ -115,7 +124,7 @@ def hooks_and_no_sync(ctx):
         expected.append(g)
     hook_ok = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(summed, expected))
     ddp.close()
-    return no_sync_ok, hook_ok, sorted(calls), sorted(p.numel() for p in model.parameters()), \
+    return no_sync_ok, hook_ok, calls, [p.numel() for p in model.parameters()][::-1], \
         ddp.last_exposed_comm >= 0
 
 
@@ -123,7 +132,8 @@ def test_no_sync_and_comm_hook():
     for no_sync_ok, hook_ok, calls, sizes, timed in run_local(hooks_and_no_sync, 2):
         assert no_sync_ok, "inside no_sync gradients must equal the local autograd gradients"
         assert hook_ok, "a sum hook must give the sum of the ranks' gradients"
-        assert calls == sizes, "the hook must be called once per bucket (one per parameter)"
+        # one bucket per parameter, last layer first, in index order, the last one marked
+        assert calls == [(i, n, i == len(sizes) - 1) for i, n in enumerate(sizes)], calls
         assert timed
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
+from hpclab.parallel.buckets import GradBucket
 from hpclab.parallel.compression import (
     CompressionState,
     PowerSGDState,
@@ -27,6 +28,15 @@ HOOKS = {
 }
 
 
+def bucket_of(g: torch.Tensor, index: int = 0, n_buckets: int = 1) -> GradBucket:
+    """DDP's view of the flat gradient g as bucket `index` of `n_buckets`."""
+    param = torch.zeros_like(g, requires_grad=True)
+    param.grad = g
+    bucket = GradBucket(index, [param], n_buckets)
+    bucket.flatten_grads()
+    return bucket
+
+
 def _grad(rank, step, n=103):
     return torch.randn(n, generator=torch.Generator().manual_seed(1000 * step + rank),
                        dtype=torch.float64)
@@ -40,7 +50,7 @@ def _error_feedback_telescopes(ctx, name, steps=6):
     for t in range(steps):
         g = _grad(ctx.rank, t)
         grads += g
-        sent += hook(state, g, None)
+        sent += hook(state, bucket_of(g))
     torch.testing.assert_close(sent + state.residuals[0], grads, rtol=1e-9, atol=1e-9)
     return state.bytes_sent
 
@@ -54,18 +64,42 @@ def test_error_feedback_keeps_every_gradient(name, world_size):
         assert 0 < sent[0] < uncompressed, "compression must send fewer bytes than float64"
 
 
+def _state_follows_the_bucket_index(ctx, name):
+    """Two buckets of different sizes, seen in a different order every step: each keeps
+    its own residual, so error feedback telescopes per bucket."""
+    hook, make_state = HOOKS[name]
+    state = make_state()
+    sizes = (103, 40)
+    sent = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    grads = [torch.zeros(n, dtype=torch.float64) for n in sizes]
+    for t in range(6):
+        for i in ((1, 0) if t % 2 else (0, 1)):
+            g = _grad(ctx.rank, 10 * t + i, sizes[i])
+            grads[i] += g
+            sent[i] += hook(state, bucket_of(g, i, n_buckets=2))
+    for i in range(2):
+        torch.testing.assert_close(sent[i] + state.residuals[i], grads[i], rtol=1e-9,
+                                   atol=1e-9)
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_state_is_kept_per_bucket_index(name):
+    assert all(run_local(_state_follows_the_bucket_index, 2, name))
+
+
 def _exact_cases(ctx):
     g = _grad(ctx.rank, 0)
     ref = g.clone()
     dist.all_reduce(ref)
     ref /= ctx.world_size
-    out = topk_hook(TopKState(ratio=1.0), g, None)              # k = n: nothing dropped
+    out = topk_hook(TopKState(ratio=1.0), bucket_of(g))              # k = n: nothing dropped
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     halves = g.half().double()
     dist.all_reduce(halves)
-    torch.testing.assert_close(fp16_hook(CompressionState(), g, None), halves / ctx.world_size,
+    torch.testing.assert_close(fp16_hook(CompressionState(), bucket_of(g)), halves / ctx.world_size,
                                rtol=2e-3, atol=2e-3)           # fp16 sum carries fp16 rounding
-    q = int8_hook(CompressionState(error_feedback=False), g, None)
+    q = int8_hook(CompressionState(error_feedback=False), bucket_of(g))
     step = (g.abs().max() / 127).item()
     assert (q - ref).abs().max().item() <= step                # half a step per rank, at most
     return True
@@ -86,7 +120,7 @@ def _powersgd_tends_to_svd(ctx, r):
     M = M.t().contiguous()      # (10 × 12) so the hook's view of the flat bucket is M itself
     state = PowerSGDState(rank=r, error_feedback=False)
     for _ in range(60):
-        approx = powersgd_hook(state, M.reshape(-1), None).view(10, 12)
+        approx = powersgd_hook(state, bucket_of(M.reshape(-1))).view(10, 12)
     u, sv, vh = torch.linalg.svd(M)
     best = u[:, :r] @ torch.diag(sv[:r]) @ vh[:r]
     torch.testing.assert_close(approx, best, rtol=1e-8, atol=1e-8)
@@ -103,5 +137,3 @@ def test_bad_states_name_the_value():
         TopKState(ratio=0.0)
     with pytest.raises(ValueError, match="rank"):
         PowerSGDState(rank=0)
-    with pytest.raises(ValueError, match="n_buckets"):
-        CompressionState(n_buckets=0)

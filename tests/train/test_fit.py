@@ -142,6 +142,27 @@ def test_nan_loss_names_the_step_and_the_last_finite_loss():
     assert "step 3" in str(err.value) and f"{expected_last:.6g}" in str(err.value)
 
 
+def test_accumulation_takes_the_step_of_the_whole_batch():
+    """a equal micro-batches accumulate ∇(Σ_k J_k / a) = ∇J of the whole batch (float64,
+    sums in another order: 1e-12), and the record reports the whole batch's loss."""
+    batch = next(iter(DataLoader(regression_data(), batch_size=16)))
+    results = []
+    for accumulation in (1, 4):
+        model = linear()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        recs = [train_step(model, opt, batch, F.mse_loss, accumulation=accumulation)
+                for _ in range(3)]
+        results.append(([r.loss for r in recs], [p.detach().clone() for p in model.parameters()]))
+    (losses_1, params_1), (losses_4, params_4) = results
+    assert losses_4 == pytest.approx(losses_1, rel=1e-12)
+    for a, b in zip(params_4, params_1):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    model = linear()
+    with pytest.raises(ValueError, match="16 samples.*accumulation=3"):
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, F.mse_loss,
+                   accumulation=3)
+
+
 def test_divergence_to_infinity_is_caught():
     model = linear()
     with pytest.raises(NonFiniteLossError, match="last finite loss"):
