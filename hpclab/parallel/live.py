@@ -27,12 +27,8 @@ from collections.abc import Callable
 
 import zmq
 
+from hpclab.cluster.net import outward_ip
 from hpclab.metrics import StepRecord
-
-
-def _notebook_ip() -> str:
-    from hpclab.cluster.engine import outward_ip
-    return outward_ip()
 
 
 class LiveReceiver:
@@ -42,7 +38,7 @@ class LiveReceiver:
         self._ctx = zmq.Context()
         self._pull = self._ctx.socket(zmq.PULL)
         self._pub = self._ctx.socket(zmq.PUB)
-        ip = ip or _notebook_ip()
+        ip = ip or outward_ip()
         pull_port = self._pull.bind_to_random_port("tcp://*")
         pub_port = self._pub.bind_to_random_port("tcp://*")
         self.push_address = f"tcp://{ip}:{pull_port}"
