@@ -66,30 +66,27 @@ def cluster_processes(ipp_cluster) -> set[int]:
     return (_tree([ctrl.pid]) if ctrl is not None else set()) | _engine_processes(ipp_cluster)
 
 
-def _kill(pids: set[int]) -> None:
-    """SIGKILL the pids still alive, and wait for them to be gone."""
+def _signal(pids: set[int], send) -> list[psutil.Process]:
+    """`send(process)` (psutil's kill or terminate) to each pid still alive."""
     procs = []
     for pid in pids:
         try:
             proc = psutil.Process(pid)
-            proc.kill()
+            send(proc)
             procs.append(proc)
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(procs, timeout=_KILL_WAIT_S)
+    return procs
+
+
+def _kill(pids: set[int]) -> None:
+    """SIGKILL the pids still alive, and wait for them to be gone."""
+    psutil.wait_procs(_signal(pids, psutil.Process.kill), timeout=_KILL_WAIT_S)
 
 
 def _reap(pids: set[int], grace: float = _STOP_GRACE_S) -> None:
     """SIGTERM the pids still alive, SIGKILL those alive `grace` seconds later."""
-    procs = []
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            proc.terminate()
-            procs.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    _, alive = psutil.wait_procs(_signal(pids, psutil.Process.terminate), timeout=grace)
     _kill({proc.pid for proc in alive})
 
 
