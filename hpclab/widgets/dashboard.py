@@ -17,8 +17,9 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
 The browser draws the plot (liveplot.py / liveplot.js). Calling the dashboard with a
 record turns it into a few points (each rank's loss and samples/s, and once every rank
 has reported a step, the job's mean loss and total samples/s) and buffers them; every
-`interval` seconds (0.1) the buffer goes to the browser as one message, from the calling
-thread when a record arrives, else from the plot's timer thread. The numbers (progress,
+`interval` seconds (0.1; for a Job, whose records come in batches, each batch at once)
+the buffer goes to the browser as one message, from the calling thread when a record
+arrives, else from the plot's timer thread. The numbers (progress,
 points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
 per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
 returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
@@ -42,6 +43,7 @@ from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
 from hpclab.widgets.liveplot import LivePlot
 
 NUMBERS_EVERY = 0.5       # s between updates of the status line, progress and points
+JOB_INTERVAL = 0.03       # s between messages at most, for a Job (see attach)
 DONE_STYLE = "background:#e3f4e1;border:1px solid #55a868;border-radius:4px;padding:2px 8px"
 STOPPED_STYLE = "background:#fbeaea;border:1px solid #d62728;border-radius:4px;padding:2px 8px"
 
@@ -70,7 +72,7 @@ def _panels(total_steps: int | None) -> list[dict]:
         {"id": "thr", "title": f"samples/s (mean of {SMOOTH} steps)", "xlabel": "step",
          "xlim": xlim},
         {"id": "split", "kind": "bars", "title": "time per step (ms)", "weight": 0.8,
-         "pad_left": 64},
+         "pad_left": 64, "pad_bottom": 62},
     ]
 
 
@@ -249,6 +251,9 @@ class Dashboard(StaticFallback, W.VBox):
     def attach(self, job) -> Dashboard:
         """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
         self._job = job
+        # a Job's records come in batches (every 0.1 s from each engine): send each
+        # batch as it arrives rather than wait out the interval a second time
+        self.plot.interval = min(self.plot.interval, JOB_INTERVAL)
         job.subscribe(self)
         return self
 
@@ -281,7 +286,7 @@ class Dashboard(StaticFallback, W.VBox):
         """A fresh static matplotlib Figure of the current state (for savefig)."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(13, 3.6), dpi=100)
+        fig = Figure(figsize=(13, 4), dpi=100)
         with self._lock, DRAW_LOCK:
             draw_dashboard(fig, self.state)
         return fig

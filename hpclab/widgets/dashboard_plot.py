@@ -4,7 +4,7 @@ The live view is drawn by the browser (liveplot.js, panels declared in dashboard
 this draws the same three panels from a DashboardState into a plain Figure, with the
 same colours: one per rank (RANK_COLORS, the same in all three panels), black for the job.
 
-    fig = Figure(figsize=(14, 3.6))
+    fig = Figure(figsize=(13, 4))
     draw_dashboard(fig, state)
 """
 
@@ -39,7 +39,7 @@ def smooth(ys, window: int = SMOOTH) -> np.ndarray:
 
 
 def draw_dashboard(fig, state: DashboardState) -> None:
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.88, wspace=0.28)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.28, top=0.9, wspace=0.28)
     ax_loss, ax_thr, ax_split = fig.subplots(1, 3, width_ratios=[1, 1, 0.8])
     multi = len(state.ranks) > 1
     for r, s in sorted(state.ranks.items()):
@@ -82,5 +82,5 @@ def draw_dashboard(fig, state: DashboardState) -> None:
         label.set_color(color)
     ax_split.set_title("time per step (ms)", fontsize=FONT + 1)
     ax_split.tick_params(labelsize=FONT)
-    ax_split.legend(fontsize=FONT - 1, loc="upper center", ncols=4, handlelength=1,
+    ax_split.legend(fontsize=FONT - 1, loc="upper center", ncols=2, handlelength=1,
                     bbox_to_anchor=(0.5, -0.1), frameon=False)

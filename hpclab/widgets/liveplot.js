@@ -86,7 +86,8 @@ function stepped(lo, hi, cur, zeroFloor, room) {
   if (!isFinite(lo) || !isFinite(hi)) return cur || [0, 1];
   if (cur && cur[0] <= lo && hi <= cur[1] && (hi - lo) >= (cur[1] - cur[0]) / 4) return cur;
   const pad = room * Math.max(hi - lo, Math.abs(hi) * 1e-3, 1e-12);
-  return [zeroFloor && lo >= 0 ? 0 : lo - pad, hi + pad];
+  // from zero, but a little below it: a line at 0 stays visible above the frame
+  return [zeroFloor && lo >= 0 ? -0.03 * (hi + pad) : lo - pad, hi + pad];
 }
 
 function dataRange(st, panel, seriesDefs, axis) {
@@ -306,17 +307,18 @@ function drawBars(ctx, st, panel, box) {
     if (sums[i] > 0 && px(sums[i]) + 50 < box.x1) ctx.fillText(fmt(sums[i], xt.step / 10), px(sums[i]) + 4, y + h / 2);
   });
   frame(ctx, panel, box);
-  // legend below the box, in one row
+  // legend below the box, in rows as wide as the box
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
-  let x = box.x0;
-  const yy = box.y1 + 32;
+  let x = box.x0, yy = box.y1 + 30;
   for (const [name, color] of bars.legend || []) {
+    const w = ctx.measureText(name).width + 28;
+    if (x > box.x0 && x + w > box.x1 + PAD.right) { x = box.x0; yy += 18; }
     ctx.fillStyle = color;
     ctx.fillRect(x, yy - 6, 12, 12);
     ctx.fillStyle = "#222";
     ctx.fillText(name, x + 16, yy);
-    x += ctx.measureText(name).width + 30;
+    x += w;
   }
 }
 
