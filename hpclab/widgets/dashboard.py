@@ -88,7 +88,7 @@ class Dashboard(StaticFallback, W.VBox):
             {"id": "thr", "panel": "thr", "color": "black", "width": 2.5, "label": "samples/s"},
         ])
         self.plot.before_flush = self._set_bars
-        self.plot.on_timer = self._update_numbers
+        self.plot.on_timer = self._numbers_soon
         self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first step",
                              style={"font_size": "15px"})
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
@@ -106,6 +106,7 @@ class Dashboard(StaticFallback, W.VBox):
         self._tokens: dict[int, float] = {}         # rank -> last tokens/s
         self._t_first: float | None = None
         self._numbers_at = 0.0
+        self._numbers_later: threading.Timer | None = None
         self._lock = threading.Lock()               # state and streams: any thread feeds
         super().__init__([
             W.HBox([self.status]),
@@ -201,6 +202,17 @@ class Dashboard(StaticFallback, W.VBox):
             for name, split, color in rows], legend=list(zip(SPLIT_NAMES, SPLIT_COLORS)))
 
     # -- numbers ------------------------------------------------------------------------
+    def _numbers_soon(self) -> None:
+        """After the plot's timer sent points: the numbers now if they are due, else once
+        when they are (not after every message: three widget updates each)."""
+        wait = NUMBERS_EVERY - (time.perf_counter() - self._numbers_at)
+        if wait <= 0:
+            self._update_numbers()
+        elif self._numbers_later is None or not self._numbers_later.is_alive():
+            self._numbers_later = threading.Timer(wait, self._update_numbers)
+            self._numbers_later.daemon = True
+            self._numbers_later.start()
+
     def _update_numbers(self) -> None:
         with self._lock:
             st = self.state

@@ -10,8 +10,9 @@ in Debian's `chromium` (Playwright cannot download its own browser here), 1400 p
 Screenshots go to $HPCLAB_ARTIFACTS, or to the test's tmp dir; the path is printed.
 
 `Pixels` reads a widget's picture the way a viewer sees it (an element screenshot):
-the axes boxes (long dark straight lines), and how far to the right the pixels of the
-data colours reach inside a box, which the tests compare with the points received.
+the axes boxes (long dark straight lines), the legend (a light grey frame), and how far
+to the right the pixels of the data colours reach inside a box, which the tests compare
+with the points received.
 """
 
 from __future__ import annotations
@@ -230,22 +231,29 @@ class Pixels:
         """Saturated pixels: the data lines and bars (axes, text and grid are grey)."""
         return (self.rgb.max(axis=2) - self.rgb.min(axis=2)) > 60
 
-    def reach(self, mask: np.ndarray, box, rows=(0.0, 1.0), gap: int = 4) -> float:
-        """How far the pixels of `mask` reach from the box's left edge, as a fraction of
-        its width: the end of the run of columns holding them that starts at the left
-        (gaps up to `gap` px), so a legend further right does not count. 0: none."""
+    def without_legend(self, mask: np.ndarray, box) -> np.ndarray:
+        """`mask` with the legend inside `box` blanked: the rectangle framed by light
+        grey (#bbb) lines, long straight runs that neither data nor grid lines make."""
         x0, y0, x1, y1 = box
-        ya, yb = y0 + 2 + int(rows[0] * (y1 - y0)), y0 + int(rows[1] * (y1 - y0)) - 2
-        cols = mask[ya:yb, x0 + 2:x1 - 1].any(axis=0)
-        hit = np.flatnonzero(cols)
+        frame = np.zeros_like(mask)
+        frame[y0 + 2:y1 - 1, x0 + 2:x1 - 1] = (np.abs(self.rgb - 187).max(axis=2) <= 6)[
+            y0 + 2:y1 - 1, x0 + 2:x1 - 1]
+        rows = np.flatnonzero(frame.sum(axis=1) > 60)
+        cols = np.flatnonzero(frame.sum(axis=0) > 30)
+        out = mask.copy()
+        if len(rows) >= 2 and len(cols) >= 2:
+            out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = False
+        return out
+
+    def reach(self, mask: np.ndarray, box) -> float:
+        """How far right the pixels of `mask` reach inside the box, as a fraction of
+        its width (0: none, or none starting at the left edge, where data starts).
+        Blank the legend first (`without_legend`)."""
+        x0, y0, x1, y1 = box
+        hit = np.flatnonzero(mask[y0 + 2:y1 - 1, x0 + 2:x1 - 1].any(axis=0))
         if not len(hit) or hit[0] > 0.08 * (x1 - x0):
             return 0.0
-        end = hit[0]
-        for c in hit[1:]:
-            if c - end > gap:
-                break
-            end = c
-        return (end + 2) / (x1 - x0)
+        return (hit[-1] + 2) / (x1 - x0)
 
     def count(self, mask: np.ndarray, box) -> int:
         x0, y0, x1, y1 = box

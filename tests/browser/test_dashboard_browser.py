@@ -65,7 +65,7 @@ def _check_picture(page, pixels, steps: int, where: str) -> tuple[float, float]:
     hi = after / RANKS / (XSPAN * steps) + TOL
     reaches = []
     for name, box in (("loss", boxes[0]), ("throughput", boxes[1])):
-        reach = pix.reach(pix.coloured(), box)
+        reach = pix.reach(pix.without_legend(pix.coloured(), box), box)
         reaches.append(reach)
         assert lo <= reach <= hi, (f"{where}: the {name} lines reach {reach:.3f} of the "
                                    f"box; {before}..{after} points say {lo + TOL:.3f}.."
