@@ -36,8 +36,14 @@ from collections import deque
 import ipywidgets as W
 
 from hpclab.metrics import StepRecord
-from hpclab.widgets.dashboard_plot import (RANK_COLORS, SMOOTH, SPLIT_COLORS, SPLIT_NAMES,
-                                           VAL_COLOR, draw_dashboard, rank_color)
+from hpclab.widgets.dashboard_plot import (
+    SMOOTH,
+    SPLIT_COLORS,
+    SPLIT_NAMES,
+    VAL_COLOR,
+    draw_dashboard,
+    rank_color,
+)
 from hpclab.widgets.dashboard_state import DashboardState
 from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
 from hpclab.widgets.liveplot import LivePlot
@@ -46,8 +52,6 @@ NUMBERS_EVERY = 0.5       # s between updates of the status line, progress and p
 JOB_INTERVAL = 0.03       # s between messages at most, for a Job (see attach)
 DONE_STYLE = "background:#e3f4e1;border:1px solid #55a868;border-radius:4px;padding:2px 8px"
 STOPPED_STYLE = "background:#fbeaea;border:1px solid #d62728;border-radius:4px;padding:2px 8px"
-
-__all__ = ["Dashboard", "RANK_COLORS"]
 
 
 def _fmt_seconds(s: float | None) -> str:

@@ -252,7 +252,7 @@ function drawXY(ctx, st, panel, defs, box, k) {
 function drawLegend(ctx, items, box, where) {
   ctx.font = FONT;
   const w = Math.max(...items.map((d) => ctx.measureText(d.label).width)) + 34, h = 18 * items.length + 6;
-  const x = where.endsWith("left") ? box.x0 + 6 : box.x1 - w - 6;
+  const x = Math.round(where.endsWith("left") ? box.x0 + 6 : box.x1 - w - 6);
   const y = where.startsWith("lower") ? box.y1 - h - 6 : box.y0 + 6;
   ctx.fillStyle = "rgba(255,255,255,0.85)";
   ctx.strokeStyle = "#bbb";

@@ -194,6 +194,7 @@ class LivePlot(anywidget.AnyWidget):
             delay = self.interval - (time.perf_counter() - self._last_send)
             if delay > 0:
                 time.sleep(delay)
+                continue        # look again: a producer may have sent meanwhile
             self._wake.clear()
             self.flush()
             if self.on_timer is not None:

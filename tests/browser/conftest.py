@@ -238,11 +238,11 @@ class Pixels:
         frame = np.zeros_like(mask)
         frame[y0 + 2:y1 - 1, x0 + 2:x1 - 1] = (np.abs(self.rgb - 187).max(axis=2) <= 6)[
             y0 + 2:y1 - 1, x0 + 2:x1 - 1]
-        rows = np.flatnonzero(frame.sum(axis=1) > 60)
-        cols = np.flatnonzero(frame.sum(axis=0) > 30)
+        rows = np.flatnonzero(frame.sum(axis=1) > 60)        # its top and bottom lines
         out = mask.copy()
-        if len(rows) >= 2 and len(cols) >= 2:
-            out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = False
+        if len(rows) >= 2:
+            cols = np.flatnonzero(frame[rows[0]] | frame[rows[-1]])
+            out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 2] = False
         return out
 
     def reach(self, mask: np.ndarray, box) -> float:

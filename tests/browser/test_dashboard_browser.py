@@ -35,7 +35,8 @@ XSPAN = 1.02                                # the x axis: 0 .. 1.02·STEPS
 TOL = 0.05                                  # of the box width: a line's width, a frame
 
 POINTS = ".widget-text input[type='number']"
-# the live plot, as drawn by hpclab (or by ipympl, before)
+# the live plot: hpclab's canvas; an ipympl canvas matches too, so the checks judge
+# any way of drawing it
 PLOT = "canvas.hpclab-liveplot, .jupyter-matplotlib-canvas-div canvas"
 STOP = ".jupyter-widgets.widget-button.mod-danger"
 

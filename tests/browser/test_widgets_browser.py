@@ -25,7 +25,8 @@ import pytest
 pytestmark = [pytest.mark.unit_b, pytest.mark.browser, pytest.mark.slow]
 NOTEBOOKS = ["notebooks/lectures/B0_optimizer_playground.ipynb",
              "notebooks/demos/widgets_tour.ipynb"]
-# the live plot of each widget, as drawn by hpclab (or by ipympl, before)
+# the live plot of each widget; an ipympl canvas matches too, so the checks judge any
+# way of drawing it
 PLAYGROUND_PLOT = "canvas.hpclab-liveplot, .jupyter-matplotlib-canvas-div canvas"
 VISUALISER_PLOT = ".widget-image, .jupyter-matplotlib-canvas-div canvas"
 B0_STEPS = 300
