@@ -190,6 +190,9 @@ class Dashboard(StaticFallback, W.VBox):
                              label=f"rank {r}")
         self.plot.add_series(id=f"thr:{r}", panel="thr", color=c, width=1.5, alpha=0.85,
                              label=f"rank {r}")
+        # legends list the ranks in order, whichever reported first
+        self.plot.series = sorted(self.plot.series,
+                                  key=lambda s: int(s["id"].split(":")[1]) if ":" in s["id"] else -1)
 
     def _set_bars(self) -> None:
         """The time split, mean of the last `window` steps (O(ranks·window))."""

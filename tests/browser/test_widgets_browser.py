@@ -80,13 +80,12 @@ def _set_readout(page, description: str, value) -> None:
 
 
 def _highlighted_bar(pix) -> float:
-    """Which cost bar is orange, in bars from the left (0.5: the middle of the first)."""
-    box = pix.boxes()[-1]
-    bars = pix.mask("#9db4d6", tol=25) | pix.mask("#dd8452", tol=25)
-    x0, y0, x1, y1 = box
-    cols = np.flatnonzero(bars[y0 + 2:y1 - 1, x0 + 2:x1 - 1].any(axis=0))
-    orange = np.flatnonzero(pix.mask("#dd8452", tol=25)[y0 + 2:y1 - 1, x0 + 2:x1 - 1]
-                            .any(axis=0))
+    """Which cost bar is orange, in bars from the left (0.5: the middle of the first).
+    The cost panel is the right part of the picture (the ranks are drawn left)."""
+    right = pix.rgb.shape[1] // 2
+    bars = (pix.mask("#9db4d6", tol=25) | pix.mask("#dd8452", tol=25))[:, right:]
+    cols = np.flatnonzero(bars.sum(axis=0) > 10)
+    orange = np.flatnonzero(pix.mask("#dd8452", tol=25)[:, right:].sum(axis=0) > 10)
     assert len(cols) and len(orange), "no cost bars, or none highlighted"
     width = (cols[-1] - cols[0] + 1) / RING_STEPS
     return (orange.mean() - cols[0]) / width
