@@ -8,8 +8,10 @@
     AllReduceVisualiser    ranks as boxes, chunks moving step by step from a real comm trace
     ClusterPanel           engines with host, device, memory, status, and a restart action
 
-Each widget draws with matplotlib into an ipympl canvas (see figure.py for why) and has a
-`snapshot()` giving a static PNG, so exported HTML and CI logs show the final picture.
+The dashboard and the playground are drawn by the browser (liveplot.py + liveplot.js:
+the kernel streams points, a canvas draws them); the visualiser shows matplotlib frames.
+Each widget has a `snapshot()` giving a static matplotlib PNG (figure.py), so exported
+HTML, slides, CI logs and headless runs show the picture.
 """
 
 from importlib import import_module
@@ -24,7 +26,7 @@ _EXPORTS = {
 
 
 def __getattr__(name):
-    # Lazy: importing hpclab.widgets must not pull in ipympl until a widget is made.
+    # Lazy: importing hpclab.widgets must not pull in ipywidgets until a widget is made.
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hpclab.widgets' has no attribute {name!r}")

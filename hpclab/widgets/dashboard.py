@@ -14,34 +14,44 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
     ...                                    # the kernel is free: run other cells
     job.wait(); dash.finish(); dash.snapshot()
 
-Calling the dashboard with a record only appends it (microseconds). The numbers
-(progress, points, status line with ETA) refresh every `max_latency` seconds on a
-background thread; the plot is redrawn by a `Renderer` (renderer.py) as often as
-`max_latency` asks and `budget` allows (1.5 % of the wall time for a fit callback, which
-draws on the training thread when a draw is due; 10 % for a Job, whose records are drawn
-on the renderer thread of the notebook process while the engines train). `dash.latencies` holds
-arrival-to-plot times; `dash.snapshot()` returns a static PNG of the current state (for
-exported HTML, nbval and CI logs).
+The browser draws the plot (liveplot.py / liveplot.js). Calling the dashboard with a
+record turns it into a few points (each rank's loss and samples/s, and once every rank
+has reported a step, the job's mean loss and total samples/s) and buffers them; every
+`interval` seconds (0.1; for a Job, whose records come in batches, each batch at once)
+the buffer goes to the browser as one message, from the calling thread when a record
+arrives, else from the plot's timer thread. The numbers (progress,
+points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
+per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
+returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
+HTML, slides and CI; a notebook executed headless shows that picture too.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 import time
+from collections import deque
 
 import ipywidgets as W
 
 from hpclab.metrics import StepRecord
-from hpclab.widgets.dashboard_plot import DashboardPlot
+from hpclab.widgets.dashboard_plot import (
+    SMOOTH,
+    SPLIT_COLORS,
+    SPLIT_NAMES,
+    VAL_COLOR,
+    draw_dashboard,
+    rank_color,
+)
 from hpclab.widgets.dashboard_state import DashboardState
-from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png, live_figure
-from hpclab.widgets.renderer import Renderer
+from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
+from hpclab.widgets.liveplot import LivePlot
 
-# Share of wall time the plot may take (renderer.py). A fit callback draws on the training
-# thread: 1.5 %, so that with the first draws and the status line it stays < 3 %. A Job
-# trains in the engines and the notebook process draws: 10 % of it buys the 0.5 s latency
-# (measured: engines 2.5 % slower, within the run-to-run noise, on 2 shared cores).
-FIT_BUDGET, JOB_BUDGET = 0.015, 0.10
+NUMBERS_EVERY = 0.5       # s between updates of the status line, progress and points
+JOB_INTERVAL = 0.03       # s between messages at most, for a Job (see attach)
+DONE_STYLE = "background:#e3f4e1;border:1px solid #55a868;border-radius:4px;padding:2px 8px"
+STOPPED_STYLE = "background:#fbeaea;border:1px solid #d62728;border-radius:4px;padding:2px 8px"
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -51,18 +61,40 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
 
 
+def _fmt_rate(x: float) -> str:
+    """12 345 -> '12.3k', 1 234 567 -> '1.23M': three significant digits."""
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _panels(total_steps: int | None) -> list[dict]:
+    xlim = [0, total_steps * 1.02] if total_steps else None
+    return [
+        {"id": "loss", "title": "loss", "xlabel": "step", "xlim": xlim},
+        {"id": "thr", "title": f"samples/s (mean of {SMOOTH} steps)", "xlabel": "step",
+         "xlim": xlim},
+        {"id": "split", "kind": "bars", "title": "time per step (ms)", "weight": 0.8,
+         "pad_left": 64, "pad_bottom": 62},
+    ]
+
+
 class Dashboard(StaticFallback, W.VBox):
     def __init__(self, total_steps: int | None = None, title: str = "training",
-                 max_latency: float = 0.5, budget: float | None = None,
-                 max_interval: float = 5.0,
-                 window: int = 20):
+                 interval: float = 0.1, window: int = 20):
         self.state = DashboardState(total_steps=total_steps, window=window)
-        self.fig, self.canvas = live_figure(figsize=(11, 3.0), layout=None)
-        self.plot = DashboardPlot(self.fig)
-        with DRAW_LOCK:   # a figure's first draw costs several later ones (fonts, text
-            self.plot.render(self.canvas)   # layout): pay it here, not during training
         self.title = title
-        self.status = W.HTML(f"<b>{title}</b>: waiting for the first step")
+        self.plot = LivePlot(_panels(total_steps), interval=interval, height=320, series=[
+            {"id": "loss", "panel": "loss", "color": "black", "width": 2.5, "label": "loss"},
+            {"id": "val", "panel": "loss", "color": VAL_COLOR, "mode": "points", "size": 3.5,
+             "label": "validation"},
+            {"id": "thr", "panel": "thr", "color": "black", "width": 2.5, "label": "samples/s"},
+        ])
+        self.plot.before_flush = self._set_bars
+        self.plot.on_timer = self._numbers_soon
+        self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first step",
+                             style={"font_size": "15px"})
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
                                         layout=W.Layout(width="320px"))
         self.points = W.IntText(value=0, description="points", disabled=True,
@@ -71,49 +103,164 @@ class Dashboard(StaticFallback, W.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.stop_requested = False
         self.finished = False
-        self.full_redraws = 0
-        self.latencies: list[float] = []      # seconds from arrival to the plot showing it
         self._job = None
-        self._pending: list = []
-        self._undrawn_since: float | None = None   # arrival of the oldest record not plotted
-        self._plotted = 0
-        self._lock = threading.Lock()              # guards _pending (any thread appends)
-        self._state_lock = threading.RLock()       # guards state (two drawing threads)
-        # the plot: as often as max_latency asks and budget allows (see renderer.py);
-        # the numbers (progress, points, status): every max_latency, they cost ~1 ms
-        self._budget_given = budget is not None
-        self.renderer = Renderer(self._draw_plot, max_latency=max_latency,
-                                 budget=FIT_BUDGET if budget is None else budget,
-                                 max_interval=max_interval)
-        self.numbers = Renderer(self._update_numbers, max_latency=max_latency, budget=1.0)
+        self._multi = False
+        self._agg: dict[int, list] = {}             # step -> [ranks, Σloss, Σthr, t_end, vals]
+        self._windows: dict[object, deque] = {}     # series -> last SMOOTH samples/s
+        self._tokens: dict[int, float] = {}         # rank -> last tokens/s
+        self._t_first: float | None = None
+        self._numbers_at = 0.0
+        self._numbers_later: threading.Timer | None = None
+        self._lock = threading.Lock()               # state and streams: any thread feeds
         super().__init__([
             W.HBox([self.status]),
             W.HBox([self.progress, self.points, self.stop_button]),
-            self.canvas,
+            self.plot,
         ])
-        self.renderer.start()
-        self.numbers.start()
 
     # -- feeding ----------------------------------------------------------------------
     def __call__(self, record: StepRecord | list) -> None:
-        """Callback for fit() and Job.subscribe(): queue the record(s) for drawing."""
+        """Callback for fit() and Job.subscribe(): a few points into the plot's buffer."""
+        records = record if isinstance(record, (list, tuple)) else [record]
         with self._lock:
-            if self._undrawn_since is None:
-                self._undrawn_since = time.perf_counter()
-            if isinstance(record, (list, tuple)):
-                self._pending.extend(record)
-            else:
-                self._pending.append(record)
-        self.numbers.poke()
-        self.renderer.poke()
-        if self._job is None:      # called on the training thread: draw here when due
-            self.renderer.tick()
+            for r in records:
+                self._add(StepRecord.from_dict(r) if isinstance(r, dict) else r)
+        if self.plot.due():
+            self.plot.flush()
+            if time.perf_counter() - self._numbers_at >= NUMBERS_EVERY:
+                self._update_numbers()
+        else:
+            self.plot.push()
         if self.stop_requested and self._job is None:
             from hpclab.train import StopTraining  # fit() ends cleanly after this step
             raise StopTraining("stopped from the dashboard")
 
     on_step = __call__
 
+    def _smoothed(self, key, value: float) -> float:
+        w = self._windows.setdefault(key, deque(maxlen=SMOOTH))
+        w.append(value)
+        return sum(w) / len(w)
+
+    def _add(self, rec: StepRecord) -> None:
+        self.state.add(rec)
+        if self._t_first is None:
+            self._t_first = rec.time - rec.t_step
+        world = max(rec.world_size, 1)
+        if world > 1 and not self._multi:
+            self._go_multi()
+        r, k = rec.rank, rec.step
+        thr = rec.samples_per_s
+        if "tokens" in rec.extra and rec.t_step > 0:
+            self._tokens[r] = rec.extra["tokens"] / rec.t_step
+        if self._multi:
+            self._rank_series(r)
+            self.plot.append(f"loss:{r}", [k], [rec.loss])
+            self.plot.append(f"thr:{r}", [k], [self._smoothed(r, thr)])
+        agg = self._agg.setdefault(k, [0, 0.0, 0.0, 0.0, []])
+        agg[0] += 1
+        agg[1] += float(rec.loss)
+        agg[2] += thr
+        agg[3] = max(agg[3], rec.time)
+        if rec.extra.get("val_loss") is not None:
+            agg[4].append(float(rec.extra["val_loss"]))
+        if agg[0] >= world:                        # every rank has finished step k
+            del self._agg[k]
+            self.plot.append("loss", [k], [agg[1] / agg[0]])
+            self.plot.append("thr", [k], [self._smoothed("job", agg[2])])
+            if agg[4]:
+                self.plot.append("val", [k], [sum(agg[4]) / len(agg[4])])
+            self.plot.stamp([agg[3]])
+
+    def _go_multi(self) -> None:
+        self._multi = True
+        series = [dict(s) for s in self.plot.series]
+        for s in series:
+            if s["id"] == "loss":
+                s["label"] = "mean"
+            if s["id"] == "thr":
+                s["label"] = "job"
+        self.plot.series = series
+
+    def _rank_series(self, r: int) -> None:
+        if any(s["id"] == f"loss:{r}" for s in self.plot.series):
+            return
+        c = rank_color(r)
+        self.plot.add_series(id=f"loss:{r}", panel="loss", color=c, width=1.5, alpha=0.85,
+                             label=f"rank {r}")
+        self.plot.add_series(id=f"thr:{r}", panel="thr", color=c, width=1.5, alpha=0.85,
+                             label=f"rank {r}")
+        # legends list the ranks in order, whichever reported first
+        self.plot.series = sorted(self.plot.series,
+                                  key=lambda s: int(s["id"].split(":")[1]) if ":" in s["id"] else -1)
+
+    def _set_bars(self) -> None:
+        """The time split, mean of the last `window` steps (O(ranks·window))."""
+        with self._lock:
+            if not self.state.ranks:
+                return
+            rows = [("all", self.state.time_split(), "#222222")]
+            if self._multi:
+                rows += [(f"rank {r}", self.state.time_split(r), rank_color(r))
+                         for r in sorted(self.state.ranks)]
+        self.plot.set_bars("split", [
+            {"label": name, "color": color,
+             "segments": [[1e3 * v, c] for v, c in zip(split, SPLIT_COLORS)]}
+            for name, split, color in rows], legend=list(zip(SPLIT_NAMES, SPLIT_COLORS)))
+
+    # -- numbers ------------------------------------------------------------------------
+    def _numbers_soon(self) -> None:
+        """After the plot's timer sent points: the numbers now if they are due, else once
+        when they are (not after every message: three widget updates each)."""
+        wait = NUMBERS_EVERY - (time.perf_counter() - self._numbers_at)
+        if wait <= 0:
+            self._update_numbers()
+        elif self._numbers_later is None or not self._numbers_later.is_alive():
+            self._numbers_later = threading.Timer(wait, self._update_numbers)
+            self._numbers_later.daemon = True
+            self._numbers_later.start()
+
+    def _update_numbers(self) -> None:
+        with self._lock:
+            st = self.state
+            loss, thr = st.latest()
+            done = bool(st.total_steps) and st.steps_done >= st.total_steps
+            rates = ""
+            if loss is not None:
+                rates = f"loss {loss:.4g} · {_fmt_rate(thr)} samples/s"
+                if self._tokens:
+                    rates += f" · {_fmt_rate(sum(self._tokens.values()))} tokens/s"
+            ranks = f"{len(st.ranks)} rank{'s' if len(st.ranks) != 1 else ''}"
+            name = f"<b>{html.escape(self.title)}</b>"
+            if done or (self.finished and st.ranks):
+                last = max((s.times[-1] for s in st.ranks.values() if s.times), default=None)
+                took = last - self._t_first if last and self._t_first else None
+                word, style = (("■ stopped", STOPPED_STYLE) if self.stop_requested else
+                               ("✔ done", DONE_STYLE))
+                status = (f"<span style='{style}'>{word}</span> {name}: "
+                          f"{st.steps_done} steps in {_fmt_seconds(took)} · {ranks} · {rates}")
+            elif loss is None:
+                status = f"{name}: waiting for the first step"
+            else:
+                status = (f"{name}: step {st.steps_done}/{st.total_steps or '?'} · {ranks} · "
+                          f"{rates} · ETA {_fmt_seconds(st.eta())}")
+            progress, points = st.progress, st.n_points
+        self._numbers_at = time.perf_counter()
+        self.progress.value = progress
+        self.points.value = points
+        self.status.value = status
+        if done and not self.finished:
+            self._mark_finished()
+
+    def _mark_finished(self) -> None:
+        self.finished = True
+        self.progress.bar_style = "danger" if self.stop_requested else "success"
+        self.stop_button.disabled = True
+        self.stop_button.description = "stopped" if self.stop_requested else "done"
+        self.stop_button.icon = "stop" if self.stop_requested else "check"
+        self.stop_button.button_style = "" if self.stop_requested else "success"
+
+    # -- control ------------------------------------------------------------------------
     @classmethod
     def for_job(cls, job, total_steps: int | None = None, **kwargs) -> Dashboard:
         dash = cls(total_steps=total_steps or getattr(job, "steps", None), **kwargs)
@@ -123,8 +270,9 @@ class Dashboard(StaticFallback, W.VBox):
     def attach(self, job) -> Dashboard:
         """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
         self._job = job
-        if not self._budget_given:       # drawing no longer shares the training's thread
-            self.renderer.budget = JOB_BUDGET
+        # a Job's records come in batches (every 0.1 s from each engine): send each
+        # batch as it arrives rather than wait out the interval a second time
+        self.plot.interval = min(self.plot.interval, JOB_INTERVAL)
         job.subscribe(self)
         return self
 
@@ -135,71 +283,31 @@ class Dashboard(StaticFallback, W.VBox):
         if self._job is not None:
             self._job.stop()
 
-    # -- drawing (renderer threads, or the training thread via tick) -------------------
-    def _fold(self) -> None:
-        with self._lock:
-            new, self._pending = self._pending, []
-        self.state.add(new)
-
-    def _draw_plot(self) -> None:
-        with self._state_lock:
-            self._fold()
-            if self._plotted and self._plotted == self.state.n_records:
-                return
-            with self._lock:
-                since, self._undrawn_since = self._undrawn_since, None
-            self._plotted = self.state.n_records
-            self.plot.update(self.state)
-        with DRAW_LOCK:
-            self.full_redraws += self.plot.render(self.canvas)
-        if since is not None:
-            self.latencies.append(time.perf_counter() - since)
-
-    def _update_numbers(self) -> None:
-        with self._state_lock:
-            self._fold()
-            st = self.state
-            loss, thr = st.latest()
-            parts = [f"<b>{self.title}</b>: step {st.steps_done}/{st.total_steps or '?'}",
-                     f"{len(st.ranks)} rank(s)"]
-            if loss is not None:
-                parts += [f"loss {loss:.4g}", f"{thr:,.0f} samples/s"]
-            parts.append(f"ETA {_fmt_seconds(st.eta())}")
-            stats = self.renderer.stats
-            parts.append(f"plot: {1e3 * stats.mean_draw:.0f} ms per draw, "
-                         f"{100 * stats.duty_cycle:.1f}% of wall time")
-            self.progress.value = st.progress
-            self.points.value = st.n_points
-            self.status.value = " · ".join(parts)
-            done = bool(st.total_steps) and st.steps_done >= st.total_steps
-        if done and not self.finished:
-            self.finished = True
-            self.stop_button.disabled = True
-            self.stop_button.description = "done"
-
     def flush(self) -> None:
-        """Draw everything received so far, now (from the calling thread)."""
-        self.renderer.draw_now()
-        self.numbers.draw_now()
+        """Send everything received so far to the browser, now."""
+        self.plot.flush()
+        self._update_numbers()
 
     def finish(self) -> None:
-        """Training is over: last draw, stop the threads, retire the Stop button."""
-        self.renderer.stop()
-        self.numbers.stop()
-        self.flush()
+        """Training is over: last points and numbers, the timer thread ends, Stop retires."""
+        self.plot.stop()
         self.finished = True
-        self.stop_button.disabled = True
-        self.stop_button.description = "stopped" if self.stop_requested else "done"
+        self._update_numbers()
+        self._mark_finished()
+
+    @property
+    def latencies(self) -> list[float]:
+        """Seconds from each step's end (all ranks) to the message carrying its point."""
+        return self.plot.stats.latencies
 
     # -- static output ----------------------------------------------------------------
     def figure(self):
         """A fresh static matplotlib Figure of the current state (for savefig)."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(11, 3.0), dpi=80)
-        with self._state_lock, DRAW_LOCK:
-            self._fold()
-            DashboardPlot(fig, live=False).update(self.state)
+        fig = Figure(figsize=(13, 4), dpi=100)
+        with self._lock, DRAW_LOCK:
+            draw_dashboard(fig, self.state)
         return fig
 
     def snapshot(self):

@@ -5,24 +5,25 @@
     pg                      # pick the function, the optimizers, their learning rates,
                             # momentum / β / noise with sliders; press ▶ to animate
 
-Left: contours of f with each optimizer's path θ₀, θ₁, ... drawn up to the current step;
-right: f(θ_k) against k (log scale) for each of them. Every optimizer is the
-hpclab.optim class (see playground_state.py); paths are recomputed when a control
-changes and animated by an ipywidgets Play, which ticks in the browser, so the kernel
-stays free. `pg.snapshot()` is a static PNG of the full paths (exported HTML, CI).
+Left: contours of f with each optimizer's path θ₀, θ₁, ... drawn up to step k;
+right: f(θ_k) − f* against k (log scale) for each of them. Every optimizer is the
+hpclab.optim class (see playground_state.py). A control change reruns the optimizers
+(sliders: when released) and sends the whole paths to the browser once, which draws them
+(liveplot.js); Play and the step slider are linked to the plot's k in the browser, so
+the animation runs without the kernel. `pg.snapshot()` is a static PNG of the full
+paths in matplotlib (exported HTML, slides, CI).
 """
 
 from __future__ import annotations
 
-import threading
-
+import contourpy
 import ipywidgets as W
 import numpy as np
 
 from hpclab.problems import FUNCTIONS
-from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png, live_figure
+from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
+from hpclab.widgets.liveplot import LivePlot
 from hpclab.widgets.playground_state import DEFAULTS, OPTIMIZERS, Choice, run_optimizer
-from hpclab.widgets.renderer import Renderer
 
 # Learning rates that make an instructive first picture on each function (sliders change them).
 START_LR = {
@@ -37,73 +38,60 @@ START_LR = {
 }
 COLORS = dict(zip(OPTIMIZERS, ("#444444", "#8c564b", "#1f77b4", "#17becf", "#9467bd",
                                "#2ca02c", "#d62728")))
+CONTOUR_COLOR = "#b0b0b0"
+FONT = 11      # points: legible on a projector at 1400x900
 
 
-class PlaygroundPlot:
-    """Contours with paths up to step k (left) and f(θ_k) − f* against k (right).
+def contour_levels(Z) -> np.ndarray:
+    return np.unique(np.quantile(Z, np.linspace(0.0, 0.95, 20)))
 
-    The contours are drawn once per function; moving to another step only redraws the
-    paths on top of the saved background (blitting), so the animation stays cheap.
-    """
 
-    def __init__(self, fig, live: bool = True):
-        self.fig, self.live = fig, live
-        fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.92, wspace=0.22)
-        self.ax_c, self.ax_l = fig.subplots(1, 2, width_ratios=[1.2, 1])
-        self.artists: list = []
-        self.runs: list = []
-        self._background = None
+def contour_polyline(fn, n: int = 100) -> tuple[list, list]:
+    """f's contour lines as one polyline, pieces separated by None (for the browser)."""
+    X, Y, Z = fn.grid(n)
+    gen = contourpy.contour_generator(X, Y, Z)
+    xs, ys = [], []
+    for level in contour_levels(Z):
+        for piece in gen.lines(level):
+            xs += [*np.round(piece[:, 0], 4), None]
+            ys += [*np.round(piece[:, 1], 4), None]
+    return xs, ys
 
-    def set_scene(self, fn, runs) -> None:
-        """New function or new paths: rebuild everything (a full redraw follows)."""
-        ax_c, ax_l = self.ax_c, self.ax_l
-        ax_c.clear()
-        ax_l.clear()
-        X, Y, Z = fn.grid(100)
-        levels = np.unique(np.quantile(Z, np.linspace(0.0, 0.95, 20)))
-        ax_c.contour(X, Y, Z, levels=levels, cmap="Greys", linewidths=0.6)
-        for m in fn.minima:
-            ax_c.plot(*m, "*", color="gold", ms=12, mec="black")
-        self.runs, self.artists = runs, []
-        for run in runs:
-            c = COLORS[run.choice.name]
-            path, = ax_c.plot([], [], "-", color=c, lw=1.5, label=run.choice.label,
-                              animated=self.live)
-            head, = ax_c.plot([], [], "o", color=c, ms=5, animated=self.live)
-            loss, = ax_l.plot([], [], color=c, lw=1.5, animated=self.live)
-            self.artists.append((run, fn.f_min, path, head, loss))
-        ax_c.set(xlim=fn.xlim, ylim=fn.ylim, title=fn.name, xlabel="x", ylabel="y")
-        ax_l.set(title="f(θ_k) − f*  (log scale)", xlabel="step k", yscale="log")
-        gaps = np.concatenate([r.losses - fn.f_min for r in runs]) if runs else np.ones(1)
-        gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
-        lo, hi = (gaps.min(), gaps.max()) if gaps.size else (1e-12, 1.0)
-        ax_l.set_ylim(max(lo, 1e-16) / 2, hi * 2)
-        ax_l.set_xlim(0, max((len(r.losses) - 1 for r in runs), default=1))
-        if runs:
-            ax_l.legend(handles=[a[2] for a in self.artists], fontsize=7, loc="lower left")
-        self._background = None
 
-    def show_step(self, k: int) -> None:
-        for run, f_min, path, head, loss in self.artists:
-            pts = run.points[: k + 1]
-            path.set_data(pts[:, 0], pts[:, 1])
-            head.set_data(pts[-1:, 0], pts[-1:, 1])
-            gap = np.maximum(run.losses[: k + 1] - f_min, 1e-16)
-            loss.set_data(np.arange(len(gap)), gap)
+def gap_limits(fn, runs) -> tuple[float, float]:
+    """y range of the f(θ_k) − f* panel (log scale) covering every run."""
+    gaps = np.concatenate([r.losses - fn.f_min for r in runs]) if runs else np.ones(1)
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    lo, hi = (gaps.min(), gaps.max()) if gaps.size else (1e-12, 1.0)
+    return max(lo, 1e-16) / 2, hi * 2
 
-    def render(self, canvas) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        if self._background is None:
-            FigureCanvasAgg.draw(canvas)
-            self._background = canvas.copy_from_bbox(self.fig.bbox)
-        else:
-            canvas.restore_region(self._background)
-        for _, _, *artists in self.artists:
-            for a in artists:
-                a.axes.draw_artist(a)
-        canvas._force_full = True
-        canvas.blit(self.fig.bbox)
+def draw_playground(fig, fn, runs, k: int) -> None:
+    """Contours with paths up to step k (left) and f(θ_k) − f* against k (right), in
+    matplotlib: the static picture of what the browser draws live."""
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.92, wspace=0.22)
+    ax_c, ax_l = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    X, Y, Z = fn.grid(100)
+    ax_c.contour(X, Y, Z, levels=contour_levels(Z), colors=CONTOUR_COLOR, linewidths=0.7)
+    for m in fn.minima:
+        ax_c.plot(*m, "*", color="gold", ms=14, mec="black")
+    for run in runs:
+        c = COLORS[run.choice.name]
+        pts = run.points[: k + 1]
+        ax_c.plot(pts[:, 0], pts[:, 1], "-", color=c, lw=1.8, label=run.choice.label)
+        ax_c.plot(pts[-1:, 0], pts[-1:, 1], "o", color=c, ms=6, mec="black")
+        gap = np.maximum(run.losses[: k + 1] - fn.f_min, 1e-16)
+        ax_l.plot(np.arange(len(gap)), gap, color=c, lw=1.8, label=run.choice.label)
+    ax_c.set(xlim=fn.xlim, ylim=fn.ylim)
+    ax_c.set_title(fn.name, fontsize=FONT + 1)
+    ax_l.set(yscale="log", ylim=gap_limits(fn, runs),
+             xlim=(0, max((len(r.losses) - 1 for r in runs), default=1)))
+    ax_l.set_title("f(θ_k) − f*  (log scale)", fontsize=FONT + 1)
+    ax_l.set_xlabel("step k", fontsize=FONT)
+    for ax in (ax_c, ax_l):
+        ax.tick_params(labelsize=FONT)
+    if runs:
+        ax_l.legend(fontsize=FONT - 1, loc="lower left")
 
 
 class OptimizerPlayground(StaticFallback, W.VBox):
@@ -119,35 +107,39 @@ class OptimizerPlayground(StaticFallback, W.VBox):
         self.seed = seed
         self.runs = []
         self.frame = steps
-        self.fig, self.canvas = live_figure(figsize=(10, 4.2), layout=None)
-        self.plot = PlaygroundPlot(self.fig)
-        self._scene_changed = True
         self._hold = False          # while the function changes, sliders move in bulk
+        # sliders send their value when released, not on every pixel of a drag: each
+        # value reruns the optimizers (0.1-0.5 s), a drag would queue dozens of reruns
+        slow = {"continuous_update": False}
         self.function = W.Dropdown(options=list(FUNCTIONS), value=function, description="f")
-        self.steps = W.IntSlider(value=steps, min=10, max=1000, step=10, description="steps")
+        self.steps = W.IntSlider(value=steps, min=10, max=1000, step=10, description="steps",
+                                 **slow)
         self.enabled = {n: W.Checkbox(value=n in optimizers, description=n, indent=False,
                                       layout=W.Layout(width="120px")) for n in OPTIMIZERS}
         self.lr = {n: W.FloatLogSlider(value=START_LR[function][n], base=10, min=-5, max=1,
                                        step=0.1, readout_format=".1e", description="lr",
-                                       layout=W.Layout(width="320px")) for n in OPTIMIZERS}
+                                       layout=W.Layout(width="320px"), **slow)
+                   for n in OPTIMIZERS}
         self.hyper = {
             "momentum": W.FloatSlider(value=DEFAULTS["momentum"], min=0, max=0.99, step=0.01,
-                                      description="momentum"),
+                                      description="momentum", **slow),
             "alpha": W.FloatSlider(value=DEFAULTS["alpha"], min=0.5, max=0.999, step=0.001,
-                                   description="RMS α", readout_format=".3f"),
+                                   description="RMS α", readout_format=".3f", **slow),
             "beta1": W.FloatSlider(value=DEFAULTS["beta1"], min=0, max=0.99, step=0.01,
-                                   description="Adam β₁"),
+                                   description="Adam β₁", **slow),
             "beta2": W.FloatSlider(value=DEFAULTS["beta2"], min=0.5, max=0.9999, step=0.0001,
-                                   description="Adam β₂", readout_format=".4f"),
+                                   description="Adam β₂", readout_format=".4f", **slow),
             "noise": W.FloatSlider(value=DEFAULTS["noise"], min=0, max=20, step=0.5,
-                                   description="noise σ"),
+                                   description="noise σ", **slow),
         }
         self.play = W.Play(value=steps, min=0, max=steps, step=max(steps // 100, 1),
-                           interval=100, description="play")
+                           interval=50, description="play")
         self.step_slider = W.IntSlider(value=steps, min=0, max=steps, description="step k")
+        self.plot = LivePlot(self._panels(FUNCTIONS[function], []), height=420, interval=0.0)
+        # the animation runs in the browser: Play moves the slider, the slider cuts the
+        # paths in the plot, and the kernel only hears the final value
         W.jslink((self.play, "value"), (self.step_slider, "value"))
-        self._lock = threading.Lock()
-        self.renderer = Renderer(self._draw, max_latency=0.1, budget=1.0, min_interval=0.0)
+        W.jslink((self.step_slider, "value"), (self.plot, "k"))
 
         for w in [self.function, self.steps, *self.enabled.values(), *self.lr.values(),
                   *self.hyper.values()]:
@@ -158,10 +150,9 @@ class OptimizerPlayground(StaticFallback, W.VBox):
         super().__init__([
             W.HBox([self.function, self.steps, self.play, self.step_slider]),
             W.HBox([W.VBox(rows), W.VBox(list(self.hyper.values()))]),
-            self.canvas,
+            self.plot,
         ])
         self.recompute()
-        self.renderer.start()
 
     # -- state ------------------------------------------------------------------------
     def choices(self) -> list[Choice]:
@@ -174,21 +165,50 @@ class OptimizerPlayground(StaticFallback, W.VBox):
         return out
 
     def recompute(self) -> None:
-        """Run every chosen optimizer again and show the full paths."""
+        """Run every chosen optimizer again and send the full paths to the browser."""
         fn = FUNCTIONS[self.function.value]
         runs = [run_optimizer(fn, c, steps=self.steps.value, seed=self.seed)
                 for c in self.choices()]
-        with self._lock:
-            self.runs = runs
-            self.frame = self.steps.value
-            self._scene_changed = True
+        self.runs = runs
+        self.frame = self.steps.value
         for w in (self.play, self.step_slider):
             w.max = self.steps.value
         self.play.step = max(self.steps.value // 100, 1)
         self.step_slider.value = self.steps.value
-        self.renderer.poke()
-        if not self.renderer.running:
-            self.renderer.draw_now()
+        self._send_scene(fn, runs)
+
+    def _panels(self, fn, runs) -> list[dict]:
+        return [
+            {"id": "f", "title": fn.name, "xlabel": "x", "xlim": list(fn.xlim),
+             "ylim": list(fn.ylim), "weight": 1.2},
+            {"id": "gap", "title": "f(θ_k) − f*  (log scale)", "xlabel": "step k",
+             "ylog": True, "ylim": list(gap_limits(fn, runs)),
+             "xlim": [0, max((len(r.losses) - 1 for r in runs), default=1)],
+             "legend": "lower left"},
+        ]
+
+    def _send_scene(self, fn, runs) -> None:
+        series = [{"id": "contours", "panel": "f", "color": CONTOUR_COLOR, "width": 0.8},
+                  {"id": "minima", "panel": "f", "color": "gold", "mode": "points",
+                   "size": 6}]
+        data = {"contours": contour_polyline(fn),
+                "minima": ([m[0] for m in fn.minima], [m[1] for m in fn.minima])}
+        for run in runs:
+            name, c = run.choice.name, COLORS[run.choice.name]
+            series += [{"id": f"path:{name}", "panel": "f", "color": c, "width": 2,
+                        "cut": True},
+                       {"id": f"head:{name}", "source": f"path:{name}", "panel": "f",
+                        "color": c, "mode": "head", "size": 4.5, "cut": True},
+                       {"id": f"gap:{name}", "panel": "gap", "color": c, "width": 2,
+                        "cut": True, "label": run.choice.label}]
+            gap = np.maximum(run.losses - fn.f_min, 1e-16)
+            data[f"path:{name}"] = (run.points[:, 0], run.points[:, 1])
+            data[f"gap:{name}"] = (np.arange(len(gap)), gap)
+        with self.plot.hold_sync():           # one message for panels, series and k
+            self.plot.panels = self._panels(fn, runs)
+            self.plot.series = series
+            self.plot.k = self.step_slider.value
+        self.plot.replace(data)
 
     def _on_function(self, change) -> None:
         self._hold = True
@@ -204,29 +224,21 @@ class OptimizerPlayground(StaticFallback, W.VBox):
             self.recompute()
 
     def _on_frame(self, change) -> None:
-        with self._lock:
-            self.frame = change["new"]
-        self.renderer.poke()
+        self.frame = change["new"]
 
-    # -- drawing ----------------------------------------------------------------------
-    def _draw(self) -> None:
-        with self._lock:
-            runs, frame, changed = list(self.runs), self.frame, self._scene_changed
-            self._scene_changed = False
-        with DRAW_LOCK:
-            if changed:
-                self.plot.set_scene(FUNCTIONS[self.function.value], runs)
-            self.plot.show_step(frame)
-            self.plot.render(self.canvas)
-
-    def snapshot(self):
-        """A static PNG of the full paths (for exported HTML and CI)."""
-        from IPython.display import Image
+    # -- static output ----------------------------------------------------------------
+    def figure(self, k: int | None = None):
+        """A static matplotlib Figure of the paths up to step k (default: the slider's)."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(10, 4.2), dpi=80)
+        fig = Figure(figsize=(12, 4.8), dpi=100)
         with DRAW_LOCK:
-            plot = PlaygroundPlot(fig, live=False)
-            plot.set_scene(FUNCTIONS[self.function.value], self.runs)
-            plot.show_step(self.steps.value)
-        return Image(data=figure_png(fig))
+            draw_playground(fig, FUNCTIONS[self.function.value], self.runs,
+                            self.frame if k is None else k)
+        return fig
+
+    def snapshot(self, k: int | None = None):
+        """A static PNG of the paths up to step k (default: the full paths)."""
+        from IPython.display import Image
+
+        return Image(data=figure_png(self.figure(self.steps.value if k is None else k)))

@@ -72,7 +72,8 @@ class Choice:
 
     @property
     def label(self) -> str:
-        return self.name + " (" + ", ".join(f"{k}={v:g}" for k, v in self.hyper.items()) + ")"
+        """e.g. 'momentum (lr=0.0002, momentum=0.9)': values to 3 significant digits."""
+        return self.name + " (" + ", ".join(f"{k}={v:.3g}" for k, v in self.hyper.items()) + ")"
 
 
 @dataclass

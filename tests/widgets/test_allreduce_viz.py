@@ -46,8 +46,8 @@ def test_widget_steps_and_switches_algorithm():
     assert viz.step == 1
     viz.algorithm.value = "naive"
     assert viz.step == 0 and set(viz.replays) == {"ring", "naive"}
-    viz.renderer.stop()
-    assert viz.renderer.error is None
+    assert viz.wait_drawn() and viz.error is None
+    assert viz.image.value[:4] == b"\x89PNG" and viz.frames_drawn >= 2
     assert viz.snapshot(frame=SUB + 2).data[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown algorithms"):
         AllReduceVisualiser(world_size=3, algorithms=("magic",))

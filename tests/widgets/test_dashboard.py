@@ -15,8 +15,9 @@ import torch
 import hpclab
 from hpclab.problems import digits_loaders, make_mlp
 from hpclab.widgets import Dashboard, DashboardState
-from hpclab.widgets.dashboard import FIT_BUDGET
-from hpclab.widgets.renderer import Renderer
+from hpclab.widgets.dashboard import _fmt_rate
+from hpclab.widgets.dashboard_plot import rank_color, smooth
+from hpclab.widgets.liveplot import LivePlot, compact
 
 pytestmark = [pytest.mark.unit_d]
 
@@ -70,27 +71,64 @@ def test_state_rejects_bad_sizes():
         DashboardState(window=0)
 
 
-def test_dashboard_as_fit_callback_draws_every_step():
+def test_dashboard_as_fit_callback_streams_every_step():
     torch.manual_seed(0)
     train, _ = digits_loaders(batch_size=32)
     model = make_mlp(64, (32,), 10, seed=0)
-    dash = Dashboard(total_steps=25, max_latency=0.1)
+    dash = Dashboard(total_steps=25)
     history = hpclab.train.fit(model, hpclab.optim.SGD(model.parameters(), lr=0.1), train,
                                torch.nn.functional.cross_entropy, steps=25,
                                callbacks=[dash], progress=False)
-    # the background renderer catches up on its own (no flush)
-    assert _wait_for(lambda: dash.points.value == 25), dash.points.value
-    assert dash.finished and dash.progress.value == 1.0
-    assert dash.state.loss_aggregate()[1] == [r.loss for r in history.records]
-    assert dash.renderer.stats.draws >= 1 and dash.renderer.error is None
-    assert "step 25/25" in dash.status.value
+    # the timer thread sends the last points on its own (no flush, no finish)
+    assert _wait_for(lambda: dash.plot.stats.points == 2 * 25), dash.plot.stats
+    steps, losses = dash.plot._data["loss"]
+    assert steps == [r.step for r in history.records]
+    assert losses == [compact(r.loss) for r in history.records]
+    _, thr = dash.plot._data["thr"]
+    np.testing.assert_allclose(thr, smooth([r.samples_per_s for r in history.records]),
+                               rtol=1e-4)
+    assert _wait_for(lambda: dash.finished)
+    assert dash.progress.value == 1.0 and "✔ done" in dash.status.value
+    assert "25 steps" in dash.status.value and "samples/s" in dash.status.value
     dash.finish()
-    assert not dash.renderer.running and dash.stop_button.description == "done"
+    assert dash.stop_button.description == "done"
+    assert len(dash.latencies) == 25 and all(t >= 0 for t in dash.latencies)
 
 
-def test_a_fit_callback_draws_on_a_smaller_budget_than_a_job():
-    assert Dashboard().renderer.budget == FIT_BUDGET < 0.03
-    assert Dashboard(budget=0.2).renderer.budget == 0.2
+@pytest.mark.cluster
+def test_two_ranks_stream_their_lines_and_the_job_mean(dp_records):
+    r0, r1 = dp_records(2, 12)
+    dash = Dashboard(total_steps=12)
+    for a, b in zip(r0, r1):
+        dash([b, a])
+    dash.finish()
+    data = dash.plot._data
+    assert data["loss:0"][1] == [compact(r.loss) for r in r0]
+    assert data["loss:1"][1] == [compact(r.loss) for r in r1]
+    np.testing.assert_allclose(data["loss"][1], [(a.loss + b.loss) / 2 for a, b in zip(r0, r1)],
+                               rtol=1e-4)
+    np.testing.assert_allclose(data["thr"][1], smooth([a.samples_per_s + b.samples_per_s
+                                                       for a, b in zip(r0, r1)]), rtol=1e-4)
+    colours = {s["id"]: s["color"] for s in dash.plot.series}
+    assert colours["loss:1"] == colours["thr:1"] == rank_color(1) != colours["loss:0"]
+    rows = dash.plot._bars["split"]["rows"]
+    assert [r["label"] for r in rows] == ["all", "rank 0", "rank 1"]
+    assert rows[2]["color"] == rank_color(1)
+    comm_ms = 1e3 * np.mean([r.t_comm for r in r1[-20:]])
+    assert rows[2]["segments"][1][0] == pytest.approx(comm_ms, rel=1e-4)
+
+
+def test_tokens_per_second_in_the_status_line(train_records):
+    recs = train_records(5)
+    for r in recs:
+        r.extra["tokens"] = 32 * 16
+    dash = Dashboard(total_steps=10)
+    dash(recs)
+    dash.flush()
+    want = 32 * 16 / recs[-1].t_step
+    assert "tokens/s" in dash.status.value and "samples/s" in dash.status.value
+    assert _fmt_rate(want) + " tokens/s" in dash.status.value
+    assert "step 5/10" in dash.status.value
 
 
 def test_stop_button_ends_fit_early():
@@ -103,75 +141,32 @@ def test_stop_button_ends_fit_early():
                                callbacks=[dash], progress=False)
     assert history.stop_reason == "callback" and len(history.records) == 1
     dash.finish()
-    assert dash.stop_button.description == "stopped"
+    assert dash.stop_button.description == "stopped" and "■ stopped" in dash.status.value
 
 
-def test_renderer_coalesces_and_keeps_errors():
-    calls = []
-    r = Renderer(lambda: (calls.append(1), time.sleep(0.02)), max_latency=0.2, budget=0.5)
-    r.start()
-    for _ in range(200):
-        r.poke()
-    r.stop()
-    assert 1 <= len(calls) < 50, "pokes between draws must collapse into one draw"
-    # tick() on the calling thread draws only when there is news and a draw is due
-    n = len(calls)
-    assert not r.tick()
-    r.poke()
-    r.stats.last_end = 0.0
-    assert r.tick() and len(calls) == n + 1
-
-    def broken():
-        raise ZeroDivisionError("bad plot")
-    r = Renderer(broken).start()
-    r.poke()
-    assert _wait_for(lambda: r.error is not None)
-    assert isinstance(r.error, ZeroDivisionError)
-    with pytest.raises(ValueError, match="budget must be in"):
-        Renderer(broken, budget=0)
-
-
-def test_renderer_keeps_to_its_budget_whatever_each_draw_costs():
-    # draws that alternate cheap and expensive, as line updates and full redraws do; a
-    # training thread ticks while the renderer thread also runs: never two draws at once
-    drawing, overlaps, costs = [0], [], iter([0.005, 0.06] * 1000)
-
-    def update():
-        drawing[0] += 1
-        overlaps.append(drawing[0])
-        time.sleep(next(costs))
-        drawing[0] -= 1
-
-    budget, burst = 0.1, 0.05
-    r = Renderer(update, max_latency=0.05, budget=budget, min_interval=0.0,
-                 max_interval=30.0, burst=burst).start()
+def test_liveplot_sends_deltas_at_most_every_interval():
+    plot = LivePlot([{"id": "p"}], series=[{"id": "s", "panel": "p"}], interval=0.2)
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 3.0:
-        r.poke()
-        r.tick()
-        time.sleep(0.001)
+    n = 0
+    while time.perf_counter() - t0 < 0.6:
+        plot.append("s", [n], [n / 3])
+        plot.push()
+        n += 1
+        time.sleep(0.0005)
+    # every point once, in at most one message per interval (+ the first one)
+    assert _wait_for(lambda: plot.stats.points == n, timeout=5)
     elapsed = time.perf_counter() - t0
-    r.stop()
-    assert max(overlaps) == 1, "the thread and tick() drew at the same time"
-    assert r.stats.draws >= 4
-    # at most budget·T + burst, plus the draw that overdrew the credit and the last one
-    # stop() makes (each ≤ 60 ms, or more when a loaded machine oversleeps: 50 ms margin);
-    # without the budget the two threads would have drawn for most of the 3 s
-    assert r.stats.draw_time <= budget * elapsed + burst + 2 * (0.06 + 0.05)
-    assert r.credit() <= burst
+    assert plot.stats.messages <= elapsed / 0.2 + 1, (plot.stats.messages, n, elapsed)
+    assert plot._data["s"] == (list(range(n)), [compact(i / 3) for i in range(n)])
+    plot.stop()
+    with pytest.raises(ValueError, match="interval must be >= 0 seconds, got -1"):
+        LivePlot([], interval=-1)
 
 
-def test_renderer_draws_the_first_record_at_once_then_waits_out_its_debt():
-    r = Renderer(lambda: time.sleep(0.05), max_latency=0.1, budget=0.05, burst=0.02)
-    assert r.due() and r.credit() == pytest.approx(0.02, abs=1e-3)
-    r.draw_now()
-    debt = -r.credit()
-    assert debt >= 0.05 - 0.02 - 1e-3   # the draw took ≥ 50 ms of a 20 ms credit
-    # the debt is paid back at 0.05 s per second (≈ 0.6 s here), longer than max_latency
-    assert r.wait_time() == pytest.approx(min(debt / 0.05, r.max_interval), abs=0.05)
-    assert r.wait_time() > r.max_latency
-    with pytest.raises(ValueError, match="burst must be >= 0 seconds, got -1"):
-        Renderer(lambda: None, burst=-1)
+def test_compact_rounds_and_keeps_json_valid():
+    assert compact(0.123456789) == 0.12346 and compact(123456.7) == 123460.0
+    assert compact(float("nan")) is None and compact(float("inf")) is None
+    assert compact(None) is None
 
 
 def test_headless_bundle_and_snapshot_are_pictures(train_records):
@@ -185,15 +180,9 @@ def test_headless_bundle_and_snapshot_are_pictures(train_records):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_smooth_and_stepped_limits():
-    from hpclab.widgets.dashboard_plot import _stepped, smooth
-
+def test_smooth_is_a_running_mean():
     y = np.array([4.0, 2.0, 6.0, 8.0, 1.0])
     np.testing.assert_allclose(smooth(y, 3), [np.mean(y[max(0, i - 2):i + 1]) for i in range(5)])
-    assert _stepped(0, 10, (0, 30)) == (0, 30)                  # fits, fills > 1/4: keep
-    lo, hi = _stepped(0, 40, (0, 30))                          # overflow: grow with room
-    assert lo < 0 and hi > 40
-    assert _stepped(0, 1, (0, 30), zero_floor=True)[1] < 30    # fills < 1/4: zoom in
 
 
 def test_static_only_mode_shows_just_a_picture(monkeypatch, train_records):
@@ -203,10 +192,3 @@ def test_static_only_mode_shows_just_a_picture(monkeypatch, train_records):
     dash.finish()
     bundle = dash._repr_mimebundle_()
     assert set(bundle) == {"image/png", "text/html"}
-
-
-def test_thin_keeps_the_ends_and_at_most_most_points():
-    from hpclab.widgets.dashboard_plot import thin
-
-    xs, ys = thin(list(range(5000)), list(range(5000)), most=600)
-    assert len(xs) <= 600 + 1 and xs[0] == 0 and xs[-1] == 4999 and xs == ys

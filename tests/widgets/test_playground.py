@@ -77,6 +77,9 @@ def test_widget_follows_its_controls():
     assert pg.lr["Adam"].value == pytest.approx(0.05) and pg.runs[0].points.shape == (41, 2)
     pg.step_slider.value = 10
     assert pg.frame == 10
-    pg.renderer.stop()
-    assert pg.renderer.error is None
+    # what the browser draws: the full paths, sent once per change
+    xs, ys = pg.plot._data["path:Adam"]
+    np.testing.assert_allclose(xs, pg.runs[-1].points[:, 0], rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(ys, pg.runs[-1].points[:, 1], rtol=1e-4, atol=1e-12)
+    assert {s["id"] for s in pg.plot.series} >= {"contours", "path:GD", "gap:momentum"}
     assert pg.snapshot().data[:4] == b"\x89PNG"
