@@ -1,12 +1,15 @@
 """Live widgets for the course: the only part of hpclab that imports ipywidgets.
 
     from hpclab.widgets import Dashboard, OptimizerPlayground, AllReduceVisualiser, ClusterPanel
+    from hpclab.widgets import MemoryExplorer
 
     Dashboard              loss / throughput / time split while a job trains (fit callback
                            or Job.subscribe), progress, ETA and a Stop button
     OptimizerPlayground    trajectories of several optimizers on a 2-D function, animated
     AllReduceVisualiser    ranks as boxes, chunks moving step by step from a real comm trace
     ClusterPanel           engines with host, device, memory, status, and a restart action
+    MemoryExplorer         bytes per GPU by model, precision, recomputation, ZeRO, DP/TP/PP
+                           (hpclab.memory), stacked per rank against the GPU's memory
 
 The dashboard and the playground are drawn by the browser (liveplot.py + liveplot.js:
 the kernel streams points, a canvas draws them); the visualiser shows matplotlib frames.
@@ -22,6 +25,7 @@ _EXPORTS = {
     "OptimizerPlayground": "hpclab.widgets.playground",
     "AllReduceVisualiser": "hpclab.widgets.allreduce",
     "ClusterPanel": "hpclab.widgets.cluster_panel",
+    "MemoryExplorer": "hpclab.widgets.memory_explorer",
 }
 
 
@@ -33,4 +37,4 @@ def __getattr__(name):
 
 
 __all__ = ["AllReduceVisualiser", "ClusterPanel", "Dashboard", "DashboardState",
-           "OptimizerPlayground"]
+           "MemoryExplorer", "OptimizerPlayground"]

@@ -20,9 +20,10 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from hpclab.memory.explorer import CHOICES, PARTS, ExplorerState, presets
-from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, draw, figure_png, live_figure
+from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
 
 COLORS = dict(zip(PARTS, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")))
+FIGSIZE, DPI = (8, 3.6), 100
 SEQS = [2 ** k for k in range(6, 18)]           # 64 ... 131072
 POWERS = [2 ** k for k in range(11)]         # 1 ... 1024
 
@@ -52,8 +53,9 @@ class MemoryExplorer(StaticFallback, W.VBox):
         self.state = ExplorerState(**settings)
         self._hold = False
         st = self.state
-        self.fig, self.canvas = live_figure(figsize=(8, 3.6))
-        self.ax = self.fig.add_subplot()
+        # one PNG per settings change: a click redraws a handful of bars, so a picture
+        # drawn in the kernel is simpler than streaming them, and it is the snapshot too
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{FIGSIZE[0] * DPI}px"))
         dd = W.Dropdown
         self.controls = {
             "preset": dd(options=list(presets()), value=st.preset, description="model"),
@@ -87,7 +89,7 @@ class MemoryExplorer(StaticFallback, W.VBox):
             W.HBox([W.VBox([c["preset"], c["seq"], c["micro_batch"], c["precision"],
                             c["optimizer"], c["gpu_gb"]]),
                     W.VBox([c["dp"], c["tp"], c["sp"], c["pp"], c["microbatches"]])]),
-            c["recompute"], c["zero"], c["schedule"], self.message, self.canvas,
+            c["recompute"], c["zero"], c["schedule"], self.message, self.image,
         ])
         self.refresh()
 
@@ -124,15 +126,17 @@ class MemoryExplorer(StaticFallback, W.VBox):
 
     def refresh(self) -> None:
         self.message.value = self.state.summary()
+        self.image.value = figure_png(self.figure())
+
+    def figure(self) -> Figure:
+        """The current bars as a plain matplotlib Figure."""
+        fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
         with DRAW_LOCK:
-            draw_bars(self.state, self.ax)
-        draw(self.canvas)
+            draw_bars(self.state, fig.add_subplot())
+        return fig
 
     def snapshot(self):
         """A static PNG of the current bars."""
         from IPython.display import Image
 
-        fig = Figure(figsize=(8, 3.6), dpi=80, layout="constrained")
-        with DRAW_LOCK:
-            draw_bars(self.state, fig.add_subplot())
-        return Image(data=figure_png(fig))
+        return Image(data=figure_png(self.figure()))

@@ -82,7 +82,7 @@ def lab(tmp_path, *args):
 def page_config(port):
     """The page config JupyterLab's /lab page hands the browser (extensions on and off)."""
     page = get(port, "/lab", raw=True)
-    found = re.search(r'<script id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S)
+    found = re.search(r'<script id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.DOTALL)
     assert found, "no jupyter-config-data in the /lab page"
     return json.loads(found.group(1))
 

@@ -66,14 +66,17 @@ def test_widget_bars_follow_the_controls():
     ex.set(dp=8, zero=3)
     assert ex.state.dp == 8 and ex.state.zero == 3 and "fits" in ex.message.value
     ex.set(pp=4, microbatches=8, precision="fp32")
-    heights = [p.get_height() for p in ex.ax.patches]
+    shown = ex.image.value
+    ax = ex.figure().axes[0]
+    heights = [p.get_height() for p in ax.patches]
     bars = ex.state.bars_gb()
     assert heights == pytest.approx([v for part in PARTS for v in bars[part]])
-    assert len(ex.ax.patches) == 4 * 4                 # 4 parts x 4 stages
-    line = ex.ax.get_lines()[0].get_ydata()
-    assert list(line) == [80.0, 80.0]
+    assert len(ax.patches) == 4 * 4                    # 4 parts x 4 stages
+    assert list(ax.get_lines()[0].get_ydata()) == [80.0, 80.0]
+    assert shown[:8] == b"\x89PNG\r\n\x1a\n"
     ex.set(gpu_gb=40.0)
-    assert list(ex.ax.get_lines()[0].get_ydata()) == [40.0, 40.0]
+    assert ex.image.value != shown                     # the picture follows the control
+    assert list(ex.figure().axes[0].get_lines()[0].get_ydata()) == [40.0, 40.0]
 
 
 def test_widget_rejects_an_invalid_choice_and_puts_the_control_back():
