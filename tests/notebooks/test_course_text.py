@@ -59,6 +59,10 @@ RULES = [
      r"N\s*(×|\\times)\s*T\s*\+\s*N\s*/\s*8", r"(?i)seed"),
     ("D2's parameter server is the central asynchronous kind: name it apart from C1's",
      r"(?i)the real thing: a parameter server", None),
+    ("one all-reduce is not one message: a ring pays 2(p−1)α + 2(p−1)/p·nβ",
+     r"(?i)all-reduce of n bytes costs about\s*\$?α\s*\+\s*β\s*n", None),
+    ("there is no lecture C2: the collectives are lecture C1",
+     r"\blecture C2\b", None),
 ]
 
 
@@ -91,6 +95,8 @@ def test_the_rules_catch_the_errors_they_name():
         RULES[9][1]: "Horovod (Facebook)",
         RULES[10][1]: "θ ← θ + η ∇J",
         RULES[11][1]: "T = N×T + N/8",
+        RULES[13][1]: "One all-reduce of n bytes costs about α + β n (lecture C2)",
+        RULES[14][1]: "as in lecture C2",
     }
     for pattern, text in samples.items():
         assert re.search(pattern, text), (pattern, text)
