@@ -16,7 +16,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 PHONY_TESTS := test test-fast test-quick test-slow
 .PHONY: setup system-deps lab lab-instructor demo $(PHONY_TESTS) test-cluster test-notebooks \
         test-browser test-slurm test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
-        bench lint clean
+        bench gpu-check lint clean
 
 setup: $(VENV)/.installed
 
@@ -78,6 +78,11 @@ bench: setup
 	$(VENV)/bin/hpclab bench optim
 	$(VENV)/bin/hpclab bench comm
 	$(VENV)/bin/hpclab bench dp
+
+# On a GPU node (built with `make setup TORCH=torch`): the gpu tier, fused Adam at the
+# bandwidth roofline, the memory calculator against CUDA's peak, MFU; at most 8 minutes.
+gpu-check: setup
+	$(PY) -m hpclab.gpu_check --out out/gpu-check
 
 lint: setup
 	$(PY) -m ruff check hpclab tests

@@ -3,6 +3,7 @@
     hpclab bench optim                       # 1M and 10M parameters, 7 repeats
     hpclab bench optim --quick               # 1M only, fewer repeats (a minute)
     hpclab bench optim --sizes 1e6 --repeats 9 --threads 2
+    hpclab bench optim --device cuda --sizes 1e7,1e8   # on a GPU (wall clock, synchronized)
 
 For SGD (momentum 0.9), Adam and AdamW it times one `opt.step()` of our loop and foreach
 implementations and of torch.optim with foreach=False, foreach=True and fused=True, on
@@ -44,6 +45,7 @@ class Config:
     threads: int = 1
     optimizers: list[str] = field(default_factory=lambda: ["SGD", "Adam", "AdamW"])
     compiled: bool = True    # also time hpclab.optim.fused_adam (torch.compile)
+    device: str = "cpu"      # "cuda": tensors on the GPU, timed by the synchronized wall clock
 
 
 def model_shapes(n: int, layers: int) -> list[tuple[int, ...]]:
@@ -78,7 +80,21 @@ def cpu_clock(threads: int):
     return time.thread_time if threads == 1 else time.perf_counter
 
 
-def stream_bandwidth(n: int, repeats: int, threads: int) -> dict[str, float]:
+def device_clock(device: str, threads: int):
+    """cpu_clock on the CPU. A GPU runs kernels asynchronously, and the CPU thread that
+    launches them is idle meanwhile: there the clock is the wall clock, read after
+    torch.cuda.synchronize() so that it counts the kernels, not their launches."""
+    if torch.device(device).type != "cuda":
+        return cpu_clock(threads)
+
+    def synchronized() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return synchronized
+
+
+def stream_bandwidth(n: int, repeats: int, threads: int,
+                     device: str = "cpu") -> dict[str, float]:
     """Bytes per second of the simplest memory-bound ops on n fp32 numbers.
 
     "copy" is dst.copy_(src) counted as 8 bytes per number (read src, write dst);
@@ -86,9 +102,9 @@ def stream_bandwidth(n: int, repeats: int, threads: int) -> dict[str, float]:
     read of dst (write-allocate) that in-place updates, like an optimizer's, do not pay,
     so the faster of the two is the fairer roofline.
     """
-    a, b = torch.randn(n), torch.randn(n)
+    a, b = torch.randn(n, device=device), torch.randn(n, device=device)
     ops = {"copy": (lambda: a.copy_(b), 8), "add": (lambda: a.add_(b), 12)}
-    out, clock = {}, cpu_clock(threads)
+    out, clock = {}, device_clock(device, threads)
     for name, (op, nbytes) in ops.items():
         op()
         times = []
@@ -104,8 +120,8 @@ def time_optimizer(name: str, n: int, cfg: Config) -> dict[str, list[float]]:
     """Per-step seconds of every variant, `cfg.repeats` samples each, interleaved."""
     shapes = model_shapes(n, cfg.layers)
     gen = torch.Generator().manual_seed(0)
-    init = [torch.randn(s, generator=gen) for s in shapes]
-    grads = [torch.randn(s, generator=gen) * 1e-3 for s in shapes]
+    init = [torch.randn(s, generator=gen).to(cfg.device) for s in shapes]
+    grads = [(torch.randn(s, generator=gen) * 1e-3).to(cfg.device) for s in shapes]
     runs = {}
     for label, make in variants(name, cfg.compiled).items():
         params = [torch.nn.Parameter(t.clone()) for t in init]
@@ -115,7 +131,7 @@ def time_optimizer(name: str, n: int, cfg: Config) -> dict[str, list[float]]:
         opt.step()           # warm-up: allocates state (and compiles, if compiled)
         runs[label] = opt
     samples = {label: [] for label in runs}
-    clock = cpu_clock(cfg.threads)
+    clock = device_clock(cfg.device, cfg.threads)
     for _ in range(cfg.repeats):
         for label, opt in runs.items():
             t0 = clock()
@@ -130,7 +146,7 @@ def run(cfg: Config) -> list[dict]:
     torch.set_num_threads(cfg.threads)
     rows = []
     for n in cfg.sizes:
-        streams = stream_bandwidth(n, cfg.repeats, cfg.threads)
+        streams = stream_bandwidth(n, cfg.repeats, cfg.threads, cfg.device)
         bandwidth = max(streams.values())
         for name in cfg.optimizers:
             samples = time_optimizer(name, n, cfg)
@@ -178,8 +194,12 @@ def parse(argv: list[str]) -> Config:
     ap.add_argument("--no-compiled", dest="compiled", action="store_false",
                     help="skip hpclab.optim.fused_adam (it compiles on first use: ~1 min)")
     ap.add_argument("--quick", action="store_true", help="1M parameters, 3 repeats")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     args = ap.parse_args(argv)
-    cfg = Config(threads=args.threads, compiled=args.compiled)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: torch {torch.__version__} sees no CUDA "
+                         "GPU; use --device cpu, or the CUDA build of torch on a GPU node")
+    cfg = Config(threads=args.threads, compiled=args.compiled, device=args.device)
     if args.quick:
         cfg.sizes, cfg.repeats = [1_000_000], 3
     for key in ("sizes", "repeats", "steps", "optimizers"):
@@ -197,7 +217,8 @@ def parse(argv: list[str]) -> Config:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(list(argv or []))
     print(f"hpclab bench optim: sizes={cfg.sizes} repeats={cfg.repeats} steps={cfg.steps} "
-          f"threads={cfg.threads} clock={cpu_clock(cfg.threads).__name__} "
+          f"threads={cfg.threads} device={cfg.device} "
+          f"clock={device_clock(cfg.device, cfg.threads).__name__} "
           f"torch={torch.__version__}", flush=True)
     print(table(run(cfg)))
     return 0

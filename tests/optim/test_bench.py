@@ -35,3 +35,10 @@ def test_bench_rejects_bad_options():
         bench.parse(["--repeats", "0"])
     with pytest.raises(SystemExit, match="unknown"):
         bench.parse(["--optimizers", "Adam,Foo"])
+
+
+def test_bench_device_option(monkeypatch):
+    assert bench.parse(["--device", "cpu"]).device == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--device cuda: torch .* sees no CUDA GPU"):
+        bench.parse(["--device", "cuda"])
