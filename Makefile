@@ -15,7 +15,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 PHONY_TESTS := test test-fast test-quick test-slow
 .PHONY: setup system-deps lab lab-instructor demo $(PHONY_TESTS) test-cluster test-notebooks \
-        test-browser test-slurm test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
+        test-browser test-slurm test-soak test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
         bench gpu-check lint clean
 
 setup: $(VENV)/.installed
@@ -40,9 +40,13 @@ lab-instructor: setup
 demo: setup
 	$(VENV)/bin/hpclab demo --engines $(ENGINES) --out out/demo
 
-# Everything CI checks: all tiers (GPU tests skip, with the reason, without a GPU).
+# Everything CI checks: all tiers but the soak (GPU tests skip, with the reason, without a GPU).
 test: setup system-deps
-	$(PYTEST)
+	$(PYTEST) -m "not soak"
+
+# The soak tier: whole operations repeated many times (50 connects in a row, ~9 min).
+test-soak: setup
+	$(PYTEST) -m soak
 
 # The quick loop while developing: no engines, browser, Slurm, notebooks or slow tests.
 
@@ -54,7 +58,7 @@ test-quick: setup system-deps
 	$(PYTEST) -m "not slow"
 
 test-slow: setup system-deps
-	$(PYTEST) -m slow
+	$(PYTEST) -m "slow and not soak"
 
 test-cluster: setup
 	$(PYTEST) -m cluster

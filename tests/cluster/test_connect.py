@@ -47,6 +47,7 @@ def test_close_prints_and_logs_nothing_and_engines_exit_without_a_traceback(capf
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(3600)   # 50 × (connect + run + close): 22 min seen on a loaded 2-core VM
 def test_fifty_connects_in_a_row_all_form_their_group():
     # `hpclab bench comm` once failed on about 1 connect in 17 (EADDRINUSE on the

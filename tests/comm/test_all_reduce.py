@@ -91,7 +91,8 @@ def pipelined(x, op, segment_bytes):
     c = comm.Comm.of(collective="all_reduce", algorithm="ring_pipelined")
     ring_pipelined.all_reduce(c, flat, op, segment_bytes)
     finish_(flat, op, c.world_size)
-    x.copy_(flat.view(x.shape))
+    if not x.is_contiguous():   # contiguous() made a copy: write it back
+        x.copy_(flat.view(x.shape))
     return x
 
 
