@@ -33,6 +33,8 @@ hides itself because training still "works", just slower.
 
 from __future__ import annotations
 
+from hpclab.optim.adam import adam_step
+
 
 def overcorrection_factor(t, beta1=0.9, beta2=0.999):
     """s(t) = 1 / ((1 − β₁ᵗ) √(1 − β₂ᵗ)): how much seed 002's step is too large at step t."""
@@ -46,14 +48,10 @@ def adam_step_overcorrected(θ, g, m, v, t, *, lr, beta1=0.9, beta2=0.999, eps=1
         m̂ = m / (1 − β₁ᵗ),       v̂ = v / (1 − β₂ᵗ)             (correction no. 1)
         θ ← θ − η / ((1 − β₁ᵗ) √(1 − β₂ᵗ)) · m̂ / (√v̂ + ε)      (no. 2: the bug)
 
-    Compare hpclab.optim.adam.adam_step, which uses η, not η s(t), here.
+    That is hpclab.optim.adam.adam_step with η s(t) in place of η.
     """
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    m_hat = m / (1 - beta1 ** t)
-    v_hat = v / (1 - beta2 ** t)
-    lr_t = lr * overcorrection_factor(t, beta1, beta2)
-    θ.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr_t)
+    adam_step(θ, g, m, v, t, lr=lr * overcorrection_factor(t, beta1, beta2), beta1=beta1,
+              beta2=beta2, eps=eps)
 
 
 def mixed_forms_factor(t, beta1=0.9, beta2=0.999):
@@ -69,11 +67,7 @@ def adam_step_mixed_forms(θ, g, m, v, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-
         η_t = η √(1 − β₂ᵗ) / (1 − β₁ᵗ)                         (no. 2: the bug)
         θ ← θ − η_t m̂ / (√v̂ + ε)
 
-    Compare hpclab.optim.adam.adam_step, which uses η, not η_t, here.
+    That is hpclab.optim.adam.adam_step with η_t = η c(t) in place of η.
     """
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    m_hat = m / (1 - beta1 ** t)
-    v_hat = v / (1 - beta2 ** t)
-    lr_t = lr * mixed_forms_factor(t, beta1, beta2)
-    θ.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr_t)
+    adam_step(θ, g, m, v, t, lr=lr * mixed_forms_factor(t, beta1, beta2), beta1=beta1,
+              beta2=beta2, eps=eps)
