@@ -96,6 +96,10 @@ def draw_frame(replay: Replay, algorithm: str, frame: int, nbytes: float, params
 class AllReduceVisualiser(StaticFallback, W.VBox):
     def __init__(self, world_size: int = 4, cluster=None, algorithms=ALGORITHMS,
                  params=ASSUMED, nbytes: float = 16 * 2**20, traces: dict | None = None):
+        # first, so that close() (which ipywidgets also calls from __del__) works even
+        # when a bad argument stops the constructor below
+        self._cv = threading.Condition()
+        self._closed = False
         unknown = sorted(set(algorithms) - set(ALGORITHMS))
         if unknown:
             raise ValueError(f"unknown algorithms {unknown}; choose from {list(ALGORITHMS)}")
@@ -124,8 +128,6 @@ class AllReduceVisualiser(StaticFallback, W.VBox):
         # the frames: drawn on one thread, always the newest one asked for; frames asked
         # for while a draw runs are skipped, so Play never builds a backlog
         self._asked = self._drawn = 0          # requests made / satisfied (a counter each)
-        self._cv = threading.Condition()
-        self._closed = False
         self._thread: threading.Thread | None = None
         self.algorithm.observe(lambda _: self._load(), "value")
         self.frame.observe(lambda _: self._request(), "value")
