@@ -1,6 +1,6 @@
 """The graders catch wrong work and accept right work in another form (real nbgrader).
 
-For b1, b2_momentum, b2_adam and d2_loss_scaling, each WRONG submission below is a
+Each WRONG submission in wrong_submissions/<assignment>.py is a
 student copy (release/) whose solution cell holds a known mistake; autograding must give
 it less than full marks, and the test that catches it must be among the failures. Each
 EQUIVALENT submission writes the solution differently but correctly and must keep full
@@ -11,8 +11,10 @@ All submissions are graded in one `grading.autograde` call, in nbgrader's submit
 layout (one folder per student), which is also how an instructor grades a class.
 """
 
+import importlib.util
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -21,80 +23,19 @@ from hpclab import grading
 pytestmark = [pytest.mark.notebooks, pytest.mark.cluster, pytest.mark.slow,
               pytest.mark.timeout(1500)]
 
-# assignment -> {name: (replacements in the solution cell, failing test or None if right)}
-SUBMISSIONS = {
-    "b1_gd_step": {
-        "autograd_gradient": ([(
-            "    return X.T @ (X @ theta - y) / X.shape[0]",
-            ("    theta = theta.detach().clone().requires_grad_(True)\n"
-            "    r = X @ theta - y\n"
-            "    ((r @ r) / (2 * len(y))).backward()\n"
-            "    return theta.grad"))], "test_gradient_and_step"),
-        "autograd_functional": ([(
-            "    return X.T @ (X @ theta - y) / X.shape[0]",
-            "    return torch.func.grad(lambda t: ((X @ t - y) ** 2).sum() / (2 * len(y)))(theta)")],
-            "test_gradient_and_step"),
-        "gradient_ascent": ([("    return theta - lr * grad", "    return theta + lr * grad")],
-                            "test_fit"),
-        "sum_not_mean": ([("    return X.T @ (X @ theta - y) / X.shape[0]",
-                           "    return X.T @ (X @ theta - y)")], "test_gradient_and_step"),
-        "equivalent": ([("    return X.T @ (X @ theta - y) / X.shape[0]",
-                         ("    residual = X.mv(theta) - y\n"
-                         "    return torch.mean(X * residual[:, None], dim=0)")),
-                        ("    return theta - lr * grad", "    return theta.sub(grad, alpha=lr)")],
-                       None),
-    },
-    "b2_momentum": {
-        "averaged_buffer": ([("momentum * buf + grad", "momentum * buf + (1 - momentum) * grad")],
-                            "test_momentum"),
-        "nesterov_ignored": ([("    direction = grad + momentum * buf if nesterov else buf",
-                               "    direction = buf")], "test_momentum"),
-        "equivalent": ([(("    buf = grad.clone() if buf is None else momentum * buf + grad\n"
-                         "    direction = grad + momentum * buf if nesterov else buf\n"
-                         "    return param - lr * direction, buf"),
-                         ("    if buf is None:\n"
-                         "        buf = torch.clone(grad)\n"
-                         "    else:\n"
-                         "        buf = torch.add(grad, buf, alpha=momentum)\n"
-                         "    step = torch.add(grad, buf, alpha=momentum) if nesterov else buf\n"
-                         "    return torch.sub(param, step, alpha=lr), buf"))], None),
-    },
-    "b2_adam": {
-        # seed article 002: the bias corrections divided out a second time (316x at t = 1)
-        "seed_002_double_correction": ([(
-            "    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v",
-            ("    lr_t = lr / ((1 - beta1 ** t) * math.sqrt(1 - beta2 ** t))\n"
-            "    return param - lr_t * m_hat / (v_hat.sqrt() + eps), m, v"))], "test_adam"),
-        "no_bias_correction": ([("    m_hat = m / (1 - beta1 ** t)\n    v_hat = v / (1 - beta2 ** t)",
-                                 "    m_hat, v_hat = m, v")], "test_adam"),
-        "eps_inside_sqrt": ([("(v_hat.sqrt() + eps)", "(v_hat + eps).sqrt()")], "test_adam"),
-        # the paper's second form: eta_t = eta sqrt(1 - beta2^t) / (1 - beta1^t), eps scaled
-        "equivalent": ([(("    m_hat = m / (1 - beta1 ** t)\n    v_hat = v / (1 - beta2 ** t)\n"
-                         "    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v"),
-                         ("    c2 = math.sqrt(1 - beta2 ** t)\n"
-                         "    lr_t = lr * c2 / (1 - beta1 ** t)\n"
-                         "    return param - lr_t * m / (v.sqrt() + eps * c2), m, v"))], None),
-    },
-    "d2_loss_scaling": {
-        "good_steps_kept_on_overflow": ([(("            self.scale *= self.backoff_factor\n"
-                                          "            self.good_steps = 0\n"),
-                                          "            self.scale *= self.backoff_factor\n")],
-                                        "test_rule"),
-        "nan_not_detected": ([("not bool(torch.isfinite(g).all())", "bool(torch.isinf(g).any())")],
-                             "test_rule"),
-        "grows_one_step_late": ([("if self.good_steps == self.growth_interval:",
-                                  "if self.good_steps > self.growth_interval:")], "test_rule"),
-        "equivalent": ([(("    found_inf = False\n"
-                         "    for g in grads:\n"
-                         "        g /= scale\n"
-                         "        found_inf = found_inf or not bool(torch.isfinite(g).all())\n"
-                         "    return found_inf"),
-                         ("    for g in grads:\n"
-                         "        g.div_(scale)\n"
-                         "    return any(not torch.isfinite(g).all().item() for g in grads)"))],
-                       None),
-    },
-}
+# assignment -> {name: (replacements in the solution cell, failing test or None if right)},
+# one file per assignment: wrong_submissions/<assignment>.py
+WRONG = Path(__file__).parent / "wrong_submissions"
+
+
+def _load(path: Path) -> dict:
+    spec = importlib.util.spec_from_file_location(f"wrong_submissions_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SUBMISSIONS
+
+
+SUBMISSIONS = {path.stem: _load(path) for path in sorted(WRONG.glob("*.py"))}
 CASES = [(a, name) for a, subs in SUBMISSIONS.items() for name in subs]
 MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.MULTILINE)
 
