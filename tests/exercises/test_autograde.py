@@ -41,13 +41,17 @@ def _grade(tmp, folder):
 
 
 @pytest.fixture(scope="module")
-def solution(tmp_path_factory):
-    return _grade(tmp_path_factory.mktemp("solution"), grading.EXERCISES / "source")
+def solution(tmp_path_factory, selected, only):
+    tmp = tmp_path_factory.mktemp("solution")
+    names = selected("name") & set(ASSIGNMENTS)
+    return _grade(tmp, only(grading.EXERCISES / "source", names, tmp))
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
-    return _grade(tmp_path_factory.mktemp("student"), grading.EXERCISES / "release")
+def student(tmp_path_factory, selected, only):
+    tmp = tmp_path_factory.mktemp("student")
+    names = selected("name") & set(ASSIGNMENTS)
+    return _grade(tmp, only(grading.EXERCISES / "release", names, tmp))
 
 
 def _errored_cells(path):

@@ -66,9 +66,14 @@ def _submission(assignment, replacements):
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(request, tmp_path_factory, selected):
     root = tmp_path_factory.mktemp("class")
+    wanted = selected("assignment")
+    if any(item.name == "test_autograd_submission_is_told_why" for item in request.session.items):
+        wanted.add("b1_gd_step")
     for assignment, name in CASES:
+        if assignment not in wanted:
+            continue
         folder = root / f"{assignment}-{name}" / assignment
         folder.mkdir(parents=True)
         nb = _submission(assignment, SUBMISSIONS[assignment][name][0])
