@@ -13,7 +13,9 @@ and server extensions are switched off through a config folder of its own
 (`hpclab lab --instructor`, `make lab-instructor`) opens notebooks/ itself with nbgrader
 on, its course directory set to notebooks/exercises/.
 
-Both set HPCLAB_ENGINES=<n> (the default size of `hpclab.connect()` in the notebooks),
+Both open the course's entry page first, notebooks/START_HERE.ipynb (what to open, in
+which order), as JupyterLab's default URL (/lab/tree/START_HERE.ipynb). Both set
+HPCLAB_ENGINES=<n> (the default size of `hpclab.connect()` in the notebooks),
 listen on localhost only, add --allow-root when run as root, and turn off JupyterLab's
 news pop-up. Any other argument is passed to `jupyter lab` (e.g. --ServerApp.token=...).
 
@@ -33,6 +35,7 @@ from pathlib import Path
 NEWS_OFF = {"@jupyterlab/apputils-extension:notification":
             {"fetchNews": "false", "checkForUpdates": False}}
 NBGRADER_LABEXTENSION = "@jupyter/nbgrader"
+ENTRY_PAGE = "START_HERE.ipynb"     # notebooks/START_HERE.ipynb: what to open, in which order
 NBGRADER_SERVER_EXTENSIONS = [f"nbgrader.server_extensions.{name}" for name in
                               ("formgrader", "validate_assignment", "assignment_list",
                                "course_list")]
@@ -110,6 +113,8 @@ def build_command(args, extra: list[str]) -> tuple[list[str], dict]:
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             p for p in (str(config), os.environ.get("JUPYTER_CONFIG_PATH")) if p)
         flags = []
+    if (root / ENTRY_PAGE).exists():
+        flags.append(f"--LabApp.default_url=/lab/tree/{ENTRY_PAGE}")
     cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=localhost",
            f"--ServerApp.root_dir={root}", *flags]
     if args.port is not None:
