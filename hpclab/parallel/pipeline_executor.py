@@ -15,8 +15,8 @@ micro-batch's share of the batch so that the gradients add up to the whole batch
 B(i, c) it receives ∂J/∂a_s (none on the last stage), runs backward through the graph kept
 since F(i, c), and sends ∂J/∂a_{s−1} back.
 
-Why it cannot deadlock on a valid schedule: every send is posted (`comm.isend`) and only
-waited for at the end of the step, so a rank never blocks on a send — a blocking send of
+Why it cannot deadlock on a valid schedule: every send is posted (`comm.isend`) and
+waited for only once it has completed or at the end of the step, so a rank never blocks on a send — a blocking send of
 a multi-MiB activation would wait for the receiver, which may itself be waiting to send.
 A rank blocks only on the receive it needs next. Messages between two ranks arrive in the
 order they were sent, which need not be the order the receiver uses them (interleaved
@@ -107,8 +107,8 @@ def run_schedule(actions, chunks: nn.Module | list[nn.Module], ctx, x: torch.Ten
                     inp.requires_grad_()
                 t0 = time.perf_counter()
                 out = chunks[c](inp)
-                if s == last_stage and training:
-                    out = loss_fn(out, ys[i]) * (len(ys[i]) / batch)
+                if s == last_stage and training:   # an empty micro-batch (m > batch) adds 0
+                    out = loss_fn(out, ys[i]) * (len(ys[i]) / batch) if len(ys[i]) else out.sum()
                     total += float(out.detach())
                 _mark(timeline, rank, "F", i, c, t0)
                 if s < last_stage:
@@ -164,6 +164,11 @@ class _Link:
         self.sends += [(self.meta.isend(header, dst, step=step, phase=phase), header),
                        (self.comm.isend(t, dst, step=step, phase=phase, chunk=micro,
                                         segment=chunk), t)]
+        # let go of the buffers already on their way (a gradient sent back is a new tensor)
+        done = [(h, b) for h, b in self.sends
+                if h is None or all(w.is_completed() for w in h.works)]
+        self.comm.wait(*(h for h, _ in done))
+        self.sends = [(h, b) for h, b in self.sends if all(h is not d for d, _ in done)]
 
     def receive(self, key, src, step, phase) -> torch.Tensor:
         """The message `key`; messages from src that come first are kept for later."""
