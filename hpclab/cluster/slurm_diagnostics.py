@@ -125,7 +125,7 @@ def controller_host() -> str | None:
         return None
     # SlurmctldHost=name(address): the address the nodes reach it on (a cluster network)
     conf = slurm_command(["scontrol", "show", "config"], timeout=15).stdout
-    addr = re.search(r"^SlurmctldHost\[0\]\s*=\s*\S+?\((\S+)\)", conf, re.M)
+    addr = re.search(r"^SlurmctldHost\[0\]\s*=\s*\S+?\((\S+)\)", conf, re.MULTILINE)
     return addr.group(1) if addr else m.group(1)
 
 

@@ -235,9 +235,9 @@ def _kill(procs: list[tuple[int, str]]) -> None:
 def status_text(vc: VCluster) -> str:
     states = vc.node_states()
     rate = vc.link or "unlimited"
-    lines = [f"virtual cluster in {vc.state_dir}: {len(vc.nodes)} nodes × {vc.cpus_per_node} "
-             f"CPUs, bridge {vc.bridge} {vc.bridge_ip} (slurmctld, controller), "
-             f"link {rate}, up in {vc.up_s:.1f} s",
+    lines = [(f"virtual cluster in {vc.state_dir}: {len(vc.nodes)} nodes × {vc.cpus_per_node} "
+              f"CPUs, bridge {vc.bridge} {vc.bridge_ip} (slurmctld, controller), "
+              f"link {rate}, up in {vc.up_s:.1f} s"),
              f"  export SLURM_CONF={vc.conf}",
              f"  {'node':<5} {'address':<14} {'netns':<10} {'link (in/out)':<16} slurm"]
     present = set(net.netns_list())

@@ -40,7 +40,7 @@ class VClusterError(ClusterError):
 def sh(*args: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess:
     """Run a command; failure → VClusterError quoting the command and what it printed."""
     try:
-        out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(list(args), capture_output=True, check=False, text=True, timeout=timeout)
     except FileNotFoundError as exc:
         raise VClusterError(f"`{args[0]}` is not installed: {exc}") from exc
     except subprocess.TimeoutExpired as exc:

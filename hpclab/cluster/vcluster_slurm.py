@@ -68,7 +68,7 @@ def conf_text(state: Path, nodes: list[dict], cpus: int, mem_mb: int, ctld_ip: s
 
 def munge_works() -> bool:
     try:
-        out = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, timeout=5)
+        out = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, check=False, timeout=5)
     except subprocess.TimeoutExpired:
         return False
     return out.returncode == 0
@@ -110,7 +110,7 @@ def node_states(conf: Path) -> dict[str, str]:
     """{node: state} as sinfo reports them ('idle', 'down*', ...); {} if no answer."""
     env = {**os.environ, "SLURM_CONF": str(conf)}
     try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True,
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, check=False,
                              text=True, timeout=10, env=env)
     except subprocess.TimeoutExpired:
         return {}
@@ -132,7 +132,7 @@ def wait_idle(conf: Path, names: list[str], timeout: float, log_dir: Path) -> No
 def cancel_jobs(conf: Path) -> None:
     env = {**os.environ, "SLURM_CONF": str(conf)}
     subprocess.run(["scancel", "--full", "--quiet", "--partition=debug"], env=env,
-                   capture_output=True, timeout=15, check=False)
+                   capture_output=True, check=False, timeout=15, check=False)
 
 
 def pid_of(pidfile: Path) -> int | None:

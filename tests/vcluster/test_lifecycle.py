@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def ours_left(state: Path) -> list[str]:
     """Everything of a virtual cluster that exists now: namespaces, links, daemons, files."""
     left = [f"netns {n}" for n in netns_list() if n.startswith(vc.PREFIX)]
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, check=False, text=True).stdout
     left += [f"link {line.split()[0]}" for line in links.splitlines()
              if line.startswith(vc.PREFIX)]
     for proc in psutil.process_iter(["cmdline"]):
@@ -39,7 +39,7 @@ def ours_left(state: Path) -> list[str]:
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hpclab", "vcluster", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          capture_output=True, check=False, text=True, timeout=timeout, cwd=ROOT)
 
 
 def test_up_status_down_through_the_cli_leaves_nothing(tmp_path):
@@ -57,7 +57,7 @@ def test_up_status_down_through_the_cli_leaves_nothing(tmp_path):
         assert rows["n2"][1:] == ["10.79.0.2", "hpcvc-n2", "1Gbit", "idle"]
         env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
         srun = subprocess.run(["srun", "-N2", "--ntasks-per-node=1", "sh", "-c",
-                               "echo $(hostname) $SLURM_NODEID"], capture_output=True,
+                               "echo $(hostname) $SLURM_NODEID"], capture_output=True, check=False,
                               text=True, timeout=60, env=env)
         assert sorted(srun.stdout.split("\n")[:2]) == ["n1 0", "n2 1"], srun.stderr
         with pytest.raises(VClusterError, match="already recorded"):
@@ -80,7 +80,7 @@ def test_bad_requests_fail_before_anything_is_made(tmp_path, kwargs, words):
 
 
 def test_a_subnet_this_machine_routes_is_refused(tmp_path):
-    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True,
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, check=False,
                             text=True).stdout.split("\n")
     used = next(line.split()[0] for line in routes if line and not line.startswith("default"))
     subnet = str(ipaddress.IPv4Network(used, strict=False).supernet(new_prefix=24)
@@ -93,10 +93,10 @@ def test_a_subnet_this_machine_routes_is_refused(tmp_path):
 
 def test_without_root_the_error_says_so(tmp_path):
     # a real unprivileged process (nobody), not a patched geteuid
-    code = ("import sys; sys.path.insert(0, %r); from hpclab.cluster import vcluster; "
-            "vcluster.preflight()" % str(ROOT))
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from hpclab.cluster import vcluster; vcluster.preflight()")
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                          sys.executable, "-c", code], capture_output=True, text=True,
+                          sys.executable, "-c", code], capture_output=True, check=False, text=True,
                          timeout=120, cwd="/")
     assert out.returncode != 0
     assert "needs root" in out.stderr and "sudo" in out.stderr
