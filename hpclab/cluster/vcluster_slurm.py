@@ -132,7 +132,7 @@ def wait_idle(conf: Path, names: list[str], timeout: float, log_dir: Path) -> No
 def cancel_jobs(conf: Path) -> None:
     env = {**os.environ, "SLURM_CONF": str(conf)}
     subprocess.run(["scancel", "--full", "--quiet", "--partition=debug"], env=env,
-                   capture_output=True, check=False, timeout=15, check=False)
+                   capture_output=True, timeout=15, check=False)
 
 
 def pid_of(pidfile: Path) -> int | None:
