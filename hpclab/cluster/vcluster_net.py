@@ -28,8 +28,8 @@ import subprocess
 
 from hpclab.cluster.errors import ClusterError
 
-# tbf's bucket: large enough that a 1-10 Gbit/s rate is reached at HZ=250 (burst ≥ rate/HZ)
-BURST = "512kb"
+# tbf's bucket: what passes at line rate after a pause; 256 KiB reached 1 Gbit/s here
+BURST = "256kb"
 LATENCY = "50ms"     # how long a packet may wait for tokens before tbf drops it
 
 
