@@ -60,8 +60,8 @@ def speedups(row: dict) -> tuple[float, float, float]:
 
 def table(result: dict) -> str:
     lines = [result["costs"],
-             f"{'size':>7} {'ring ms':>16} {'hier ms':>16} {'speed-up':>9} {'model':>7} "
-             f"{'error':>7}  auto picks",
+             (f"{'size':>7} {'ring ms':>16} {'hier ms':>16} {'speed-up':>9} {'model':>7} "
+              f"{'error':>7}  auto picks"),
              f"{'':>7} {'measured/model':>16} {'measured/model':>16}"]
     for row in result["rows"]:
         m, p, err = speedups(row)
