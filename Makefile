@@ -16,7 +16,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 PHONY_TESTS := test test-fast test-quick test-slow
 .PHONY: setup system-deps lab lab-instructor demo $(PHONY_TESTS) test-cluster test-notebooks \
         test-browser test-slurm test-soak test-gpu test-unit-a test-unit-b test-unit-c test-unit-d \
-        bench gpu-check lint clean
+        bench gpu-check lint clean vcluster-up vcluster-down test-vcluster
 
 setup: $(VENV)/.installed
 
@@ -74,6 +74,19 @@ test-slurm: setup system-deps
 
 test-gpu: setup
 	$(PYTEST) -m gpu
+
+# A Slurm cluster of 2 virtual nodes on this machine (root): network namespaces on a bridge,
+# 1 Gbit/s links; `make vcluster-up NODES=4 LINK=10gbit` for others. Its tests: test-vcluster.
+NODES ?= 2
+LINK  ?= 1gbit
+vcluster-up: setup system-deps
+	$(VENV)/bin/hpclab vcluster up --nodes $(NODES) --cpus-per-node 2 --link $(LINK)
+
+vcluster-down:
+	$(VENV)/bin/hpclab vcluster down
+
+test-vcluster: setup system-deps
+	$(PYTEST) -m vcluster
 
 test-unit-a test-unit-b test-unit-c test-unit-d: setup
 	$(PYTEST) -m "$(subst -,_,$(subst test-,,$@))"

@@ -5,6 +5,7 @@
     hpclab bench NAME [...]        benchmarks (optim, comm, dp, ...): ratios vs a reference
     hpclab doctor                  check this machine / cluster, one pass/fail line each
     hpclab grade ...               build student copies and autograde exercises
+    hpclab vcluster up|status|down virtual nodes (namespaces + slurmd) on shaped links
 
 Each sub-command lives in its own module with a `main(argv) -> int`; this file only
 dispatches, so adding a command is one line in COMMANDS.
@@ -21,6 +22,7 @@ COMMANDS = {
     "bench": ("hpclab.bench", "run a benchmark: hpclab bench {optim,comm,dp,...}"),
     "doctor": ("hpclab.cluster.doctor", "check versions, GPUs, Slurm, network, a 2-engine all-reduce"),
     "grade": ("hpclab.grading", "generate student copies and autograde exercises (nbgrader)"),
+    "vcluster": ("hpclab.cluster.vcluster", "a Slurm cluster of N nodes on this machine: up, status, down"),
 }
 
 

@@ -11,7 +11,8 @@ lifecycle.py (start / attach / stop without orphans), launchers.py (local | slur
 seam), slurm.py / mpi.py (launchers), slurm_diagnostics.py (what Slurm's messages mean),
 net.py (outward IP, interfaces, free port), node.py (what is inside a node), errors.py,
 context.py (DistContext), spawn.py (run_local: forked processes), security.py (private
-connection files), doctor.py (`hpclab doctor`).
+connection files), doctor.py (`hpclab doctor`), vcluster.py / vcluster_net.py /
+vcluster_slurm.py (`hpclab vcluster`: a Slurm cluster of namespace nodes on this machine).
 ipyparallel is imported only when `connect`/`Cluster` are first used.
 """
 

@@ -10,7 +10,7 @@
     hpclab.connect(connection_file="ipcontroller-client.json")
 
 On connect every engine gets a rank (ordered by host, then engine id), the world size p,
-a local rank (its index on its host) and a device (`cuda:<local_rank>` when the host has
+a local rank (its index on its host), a node index and the ranks per node, and a device (`cuda:<local_rank>` when the host has
 GPUs, else cpu), and joins a torch.distributed group (NCCL on GPUs, gloo on CPUs) whose
 rendezvous is rank 0's outward IP and a port rank 0 binds itself (a TCPStore on port 0). Every wait is bounded by
 `timeout` seconds (engine registration, each `run`, and each collective inside it); a dead
@@ -137,8 +137,14 @@ class Cluster:
         p, addr = len(self.ranks), self.facts[0]["ip"]
         port = self._call(self.ranks[:1], engine.open_store, addr, p, self.timeout)[0]
         remote = bool(self._launcher is None or self._launcher.remote or len(per_host) > 1)
+        node_of = {h: i for i, h in enumerate(sorted(per_host))}
+        # ranks_per_node only when every node has the same number (else 0: not uniform)
+        k = next(iter(per_host.values())) if len(set(per_host.values())) == 1 else 0
+        for f in self.facts:
+            f["node"] = node_of[f["host"]]
         plan = {m.engine_id: (m.rank, self.facts[m.rank]["local_rank"],
-                              max(1, (self.facts[m.rank]["cpus"] or 1) // per_host[m.host]))
+                              max(1, (self.facts[m.rank]["cpus"] or 1) // per_host[m.host]),
+                              node_of[m.host], k)
                 for m in self.ranks}
         self._call(self.ranks, engine.join_group, plan, p, addr, port, self.backend,
                    self.timeout, remote)

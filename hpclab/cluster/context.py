@@ -8,6 +8,12 @@ under torchrun (`DistContext.from_env()`).
     def hello(ctx):
         ctx.log("I am rank", ctx.rank, "of", ctx.world_size, "on", ctx.device)
         ctx.print0("only rank 0 prints this")
+
+The topology: `local_rank` (index on its node), `node` (index of the node) and
+`ranks_per_node`; ranks are numbered node by node (rank = node·ranks_per_node +
+local_rank), as connect() and run_local(..., ranks_per_node=k) number them. They are also
+in the environment under torchrun's names (LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK), which
+is where the hierarchical collectives read them when not told.
 """
 
 from __future__ import annotations
@@ -31,6 +37,17 @@ class DistContext:
     backend: str = "gloo"
     group: Any = None          # None means torch.distributed's default group
     timeout: float = 60.0      # seconds any wait may take before it is an error
+    node: int = 0              # index of this rank's node (host), nodes ordered as ranks are
+    ranks_per_node: int = 0    # ranks on each node (0: unknown, taken as world_size)
+
+    @property
+    def local_world_size(self) -> int:
+        """Ranks on this rank's node (torchrun's LOCAL_WORLD_SIZE)."""
+        return self.ranks_per_node or self.world_size
+
+    @property
+    def nodes(self) -> int:
+        return self.world_size // self.local_world_size
 
     def print0(self, *args, **kwargs) -> None:
         """print on rank 0 only (the notebook would otherwise see world_size copies)."""
@@ -55,5 +72,8 @@ class DistContext:
         backend = dist.get_backend()
         device = (torch.device(f"cuda:{local_rank}") if backend == "nccl"
                   else torch.device("cpu"))
+        # torchrun's names: LOCAL_WORLD_SIZE ranks per node, GROUP_RANK the node's index
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                   local_rank=local_rank, device=device, backend=backend, timeout=timeout)
+                   local_rank=local_rank, device=device, backend=backend, timeout=timeout,
+                   node=int(os.environ.get("GROUP_RANK", "0")),
+                   ranks_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", "0")))

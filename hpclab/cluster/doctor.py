@@ -5,6 +5,9 @@
     $ hpclab doctor --engines slurm --partition gpu --time 5   # smoke test through Slurm
     $ hpclab doctor --fix              # also make connection files private (chmod 600)
     $ hpclab doctor --no-smoke         # skip the engines (a second instead of ~15)
+    $ SLURM_CONF=/tmp/hpclab-vcluster/slurm.conf hpclab doctor --engines slurm
+                                       # a virtual cluster (hpclab vcluster up): its nodes,
+                                       # links and Slurm states, then engines on it
 
 Each line is PASS, FAIL (with the fix on the next line) or ABSENT: an optional piece that is
 simply not here (no GPU or Slurm on a laptop) is ABSENT, not a failure, so the exit status is
@@ -17,6 +20,7 @@ only), which connect() applies too.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import sys
@@ -24,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpclab.cluster import vcluster, vcluster_net
 from hpclab.cluster.errors import ClusterError
 from hpclab.cluster.net import interfaces, reachable_ip
 from hpclab.cluster.security import default_profile_dir, ensure_private, key_files, secure_profile  # noqa: F401
@@ -105,6 +110,31 @@ def check_slurm() -> Check:
     return Check("slurm", PASS, f"slurmctld up; partitions (nodes cpus gres): {summary}")
 
 
+def check_vcluster(state_dir: Path | str = vcluster.STATE_DIR) -> Check:
+    """A virtual cluster (`hpclab vcluster up`) recorded here: its nodes, links, Slurm."""
+    vc = vcluster.VCluster.load(state_dir)
+    if vc is None:
+        return Check("vcluster", ABSENT, f"no virtual cluster in {state_dir} "
+                     "(`sudo hpclab vcluster up --nodes 2 --link 1gbit` makes one)")
+    states = vc.node_states()
+    present = set(vcluster_net.netns_list())
+    nodes = ", ".join(f"{n['name']} {n['ip']} {states.get(n['name'], 'no answer')}"
+                      for n in vc.nodes)
+    rates = sorted({vcluster_net.link_rate(n["veth"]) or "unlimited" for n in vc.nodes})
+    detail = f"{len(vc.nodes)} nodes ({nodes}), links {'/'.join(rates)}"
+    gone = [n["netns"] for n in vc.nodes if n["netns"] not in present]
+    sick = [n["name"] for n in vc.nodes
+            if states.get(n["name"], "").rstrip("~#") not in ("idle", "mixed", "allocated")]
+    if gone or sick:
+        return Check("vcluster", FAIL, detail + (f"; namespaces gone: {', '.join(gone)}"
+                                                 if gone else f"; not idle: {', '.join(sick)}"),
+                     f"see {vc.state_dir}/log; restart it: sudo hpclab vcluster down && "
+                     "sudo hpclab vcluster up")
+    if os.environ.get("SLURM_CONF") != str(vc.conf):
+        detail += f"; to use it: export SLURM_CONF={vc.conf}"
+    return Check("vcluster", PASS, detail)
+
+
 def check_network() -> Check:
     ifaces = interfaces()
     text = ", ".join(f"{n}={ip}" for n, ip in ifaces)
@@ -174,7 +204,7 @@ def check_smoke(engines: str = "local", timeout: float = 120.0, **launcher_kwarg
 def run_checks(args) -> list[Check]:
     profile_dir = Path(args.profile_dir) if args.profile_dir else default_profile_dir()
     checks = [check_python(), check_torch(), check_cuda(), check_nccl(), check_slurm(),
-              check_network(), check_ipyparallel(profile_dir),
+              check_vcluster(getattr(args, "vcluster_dir", vcluster.STATE_DIR)), check_network(), check_ipyparallel(profile_dir),
               check_permissions(profile_dir, args.fix)]
     if not args.no_smoke:
         kw = {k: v for k, v in (("partition", args.partition), ("time", args.time)) if v}
@@ -191,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for engines to start")
     p.add_argument("--profile-dir", default="", help="ipyparallel profile (default: default)")
     p.add_argument("--fix", action="store_true", help="chmod 600 our connection files")
+    p.add_argument("--vcluster-dir", default=str(vcluster.STATE_DIR),
+                   help="state directory of a virtual cluster (hpclab vcluster up)")
     args = p.parse_args(argv)
     checks = run_checks(args)
     for c in checks:

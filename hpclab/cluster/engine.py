@@ -83,13 +83,14 @@ def join_group(plan: dict[int, tuple[int, int, int]], world_size: int, addr: str
                backend: str, timeout: float, set_ifname: bool = False) -> dict:
     """Join the torch.distributed group and store the DistContext in the engine namespace.
 
-    `plan` maps engine id -> (rank, local_rank, threads), the same table for every engine.
+    `plan` maps engine id -> (rank, local_rank, threads, node, ranks_per_node), the same
+    table for every engine (ranks_per_node 0: the nodes have different numbers of ranks).
     `threads`: torch's intra-op threads for this engine, the host's CPUs shared among its
     engines. Left at torch's default (all CPUs), p engines on one node run p × CPUs
     threads on CPUs cores and spin against each other.
     """
     shell = get_ipython()
-    rank, local_rank, threads = plan[shell.kernel.engine_id]
+    rank, local_rank, threads, node, ranks_per_node = plan[shell.kernel.engine_id]
     store = shell.user_ns.pop(STORE_NAME, None) if rank == 0 else None
     leave_group()
     torch.set_num_threads(threads)
@@ -110,9 +111,11 @@ def join_group(plan: dict[int, tuple[int, int, int]], world_size: int, addr: str
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout))
     ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank,
-                      device=device, backend=backend, timeout=timeout)
+                      device=device, backend=backend, timeout=timeout, node=node,
+                      ranks_per_node=ranks_per_node)
     # Environment variables as torchrun sets them, so code written for torchrun works here.
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank),
+                      LOCAL_WORLD_SIZE=str(ranks_per_node or world_size), GROUP_RANK=str(node),
                       MASTER_ADDR=addr, MASTER_PORT=str(port))
     shell.user_ns[CTX_NAME] = ctx
     return {"rank": rank, "device": str(device), "join_s": time.perf_counter() - t0}

@@ -29,12 +29,17 @@ def _route_source(peer: str) -> str:
 def outward_ip() -> str:
     """The IP other hosts reach this one on (the interface of the default route).
 
-    Falls back to the hostname's address, then to loopback (a machine without a network).
+    Without a default route (a node of a cluster network, a virtual cluster's namespace):
+    the first interface that is not loopback; then the hostname's address, then loopback
+    (a machine without a network).
     """
     try:
         return _route_source("10.255.255.255")
     except OSError:
         pass
+    for _, ip in interfaces():
+        if not ip.startswith("127."):
+            return ip
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

@@ -114,13 +114,19 @@ class WalltimeWarning(UserWarning):
 
 
 def controller_host() -> str | None:
-    """The host slurmctld runs on (from `scontrol ping`), or None if unknown."""
+    """The host slurmctld runs on (from `scontrol ping`), or None if unknown; its address
+    when slurm.conf gives one (`SlurmctldHost=name(address)`)."""
     try:
         out = slurm_command(["scontrol", "ping"], timeout=15).stdout
     except ClusterError:
         return None
     m = re.search(r"\bat (\S+) is", out)
-    return m.group(1) if m else None
+    if not m:
+        return None
+    # SlurmctldHost=name(address): the address the nodes reach it on (a cluster network)
+    conf = slurm_command(["scontrol", "show", "config"], timeout=15).stdout
+    addr = re.search(r"^SlurmctldHost\[0\]\s*=\s*\S+?\((\S+)\)", conf, re.MULTILINE)
+    return addr.group(1) if addr else m.group(1)
 
 
 def queue(job_name: str) -> list[dict]:

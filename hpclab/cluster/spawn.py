@@ -69,11 +69,14 @@ def _report(folder: str, rank: int, outcome: tuple) -> None:
         pickle.dump(outcome, f)
 
 
-def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder):
+def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder, k):
     # One compute thread per rank: the ranks share this machine's cores, and an OpenMP
     # thread pool inherited through fork hangs at its first parallel region (a parent that
     # already trained with several threads, e.g. a notebook kernel, leaves one behind).
     torch.set_num_threads(1)
+    # the topology as torchrun states it (the hierarchical collectives read it)
+    os.environ.update(LOCAL_RANK=str(rank % k), LOCAL_WORLD_SIZE=str(k),
+                      GROUP_RANK=str(rank // k))
     try:
         wait = timedelta(seconds=timeout)
         if rank == 0:
@@ -92,8 +95,8 @@ def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder
         _report(folder, rank, ("rendezvous", f"{type(exc).__name__}: {exc}"))
         raise
     try:
-        ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank,
-                          backend="gloo", timeout=timeout)
+        ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank % k,
+                          backend="gloo", timeout=timeout, node=rank // k, ranks_per_node=k)
         try:
             # plain pickle, not multiprocessing's: torch would otherwise pass tensors as
             # shared-memory handles that vanish when this process exits
@@ -106,15 +109,22 @@ def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder
 
 
 def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 60.0,
-              **kwargs) -> list:
-    """Call `fn(ctx, *args, **kwargs)` on `world_size` forked processes; results by rank."""
+              ranks_per_node: int | None = None, **kwargs) -> list:
+    """Call `fn(ctx, *args, **kwargs)` on `world_size` forked processes; results by rank.
+
+    `ranks_per_node=k` numbers the ranks as world_size/k "nodes" of k ranks each (ctx.node,
+    ctx.local_rank; default: one node of all ranks), to try topology-aware collectives."""
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+    k = world_size if ranks_per_node is None else ranks_per_node
+    if not isinstance(k, int) or k < 1 or world_size % k:
+        raise ValueError(f"ranks_per_node must be a positive int dividing world_size="
+                         f"{world_size}, got {ranks_per_node!r}")
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     for attempt in range(1, RENDEZVOUS_ATTEMPTS + 1):
         try:
-            return _run_once(fn, world_size, args, kwargs, timeout)
+            return _run_once(fn, world_size, args, kwargs, timeout, k)
         except _RendezvousFailed as exc:
             # a connection can drop while the mesh forms: nothing of fn has run, so retry
             if attempt == RENDEZVOUS_ATTEMPTS:
@@ -124,13 +134,13 @@ def run_local(fn: Callable[..., Any], world_size: int, *args, timeout: float = 6
     raise AssertionError("unreachable")
 
 
-def _run_once(fn, world_size: int, args, kwargs, timeout: float) -> list:
+def _run_once(fn, world_size: int, args, kwargs, timeout: float, k: int) -> list:
     host = socket.gethostname()
     with tempfile.TemporaryDirectory(prefix="hpclab-run-local-") as folder, \
             _listening_socket() as sock:
         port = sock.getsockname()[1]
         procs = tmp.start_processes(
-            _worker, args=(fn, world_size, sock.fileno(), port, timeout, args, kwargs, folder),
+            _worker, args=(fn, world_size, sock.fileno(), port, timeout, args, kwargs, folder, k),
             nprocs=world_size, join=False, daemon=True, start_method="fork")
         sock.close()   # rank 0 holds its own copy of the listening socket
         deadline = time.monotonic() + timeout + _JOIN_GRACE_S

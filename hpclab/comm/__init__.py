@@ -12,7 +12,8 @@
 
 One file per algorithm, each reading as its phases: naive.py, parameter_server.py,
 ring.py (and its pipelined twin ring_pipelined.py), recursive_doubling.py,
-halving_doubling.py, tree.py; torch_backend.py delegates to torch.distributed. They are
+halving_doubling.py, tree.py, hierarchical.py (rings inside and across nodes, for
+clusters of several nodes); torch_backend.py delegates to torch.distributed. They are
 written in the verbs of `Comm` (p2p.py); how the bytes travel is _transport.py's.
 """
 
@@ -26,7 +27,7 @@ from hpclab.comm.collectives import (
     reduce,
     reduce_scatter,
 )
-from hpclab.comm.cost_model import MeasuredCosts, Params, best_algorithm
+from hpclab.comm.cost_model import MeasuredCosts, Params, TwoLevel, best_algorithm
 from hpclab.comm.errors import CommError, CommTimeout
 from hpclab.comm.measure import calibrate
 from hpclab.comm.ops import OPS
@@ -34,6 +35,6 @@ from hpclab.comm.p2p import Comm, split
 from hpclab.comm.trace import Message, Trace, table, timeline, tracing
 
 __all__ = ["ALGORITHMS", "OPS", "Comm", "CommError", "CommTimeout", "MeasuredCosts",
-           "Message", "Params", "Trace", "all_gather", "all_reduce", "best_algorithm",
+           "Message", "Params", "Trace", "TwoLevel", "all_gather", "all_reduce", "best_algorithm",
            "broadcast", "calibrate", "cost_model", "gather_traces", "reduce",
            "reduce_scatter", "split", "table", "timeline", "tracing"]

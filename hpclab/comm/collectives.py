@@ -24,11 +24,13 @@ import pickle
 from contextlib import contextmanager
 from dataclasses import astuple
 from datetime import timedelta
+from functools import partial
 
 import torch
 
 from hpclab.comm import (
     halving_doubling,
+    hierarchical,
     naive,
     parameter_server,
     recursive_doubling,
@@ -37,7 +39,7 @@ from hpclab.comm import (
     torch_backend,
     tree,
 )
-from hpclab.comm.cost_model import Costs, best_algorithm
+from hpclab.comm.cost_model import Costs, TwoLevel, best_algorithm
 from hpclab.comm.ops import check_op, finish_
 from hpclab.comm.p2p import Comm
 from hpclab.comm.trace import Message, Trace
@@ -47,7 +49,7 @@ _TABLE = {
                    "ring": ring.all_reduce, "ring_pipelined": ring_pipelined.all_reduce,
                    "recursive_doubling": recursive_doubling.all_reduce,
                    "halving_doubling": halving_doubling.all_reduce, "tree": tree.all_reduce,
-                   "torch": torch_backend.all_reduce},
+                   "hierarchical": hierarchical.all_reduce, "torch": torch_backend.all_reduce},
     "broadcast": {"naive": naive.broadcast, "tree": tree.broadcast,
                   "torch": torch_backend.broadcast},
     "reduce": {"naive": naive.reduce, "tree": tree.reduce, "torch": torch_backend.reduce},
@@ -65,12 +67,14 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {name: tuple(t) for name, t in _TABLE.i
 
 def all_reduce(tensor: torch.Tensor, op: str = "sum", algorithm: str = "ring", group=None,
                timeout: float | timedelta | None = None, *,
-               costs: Costs | None = None) -> torch.Tensor:
+               costs: Costs | None = None, ranks_per_node: int | None = None) -> torch.Tensor:
     """Reduce `tensor` over all ranks and leave the result in it on every rank.
 
     algorithm="auto" runs cost_model.best_algorithm for the tensor's size with `costs`,
     the group's measured message costs (`costs = hpclab.comm.calibrate(group)`, once, on
-    every rank: every rank then picks the same algorithm)."""
+    every rank: every rank then picks the same algorithm). algorithm="hierarchical" needs
+    the ranks per node: `ranks_per_node`, else the costs' (TwoLevel), else
+    LOCAL_WORLD_SIZE from the environment."""
     _check_tensor(tensor, "tensor")
     if algorithm == "auto":
         if costs is None:
@@ -82,6 +86,11 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum", algorithm: str = "ring", g
     fn = _algorithm("all_reduce", algorithm)
     check_op(op, tensor.dtype)
     comm = Comm.of(group, timeout, collective="all_reduce", algorithm=algorithm)
+    if algorithm == "hierarchical":
+        if ranks_per_node is None and isinstance(costs, TwoLevel):
+            ranks_per_node = costs.ranks_per_node
+        fn = partial(fn, ranks_per_node=hierarchical.check_ranks_per_node(
+            comm.world_size, ranks_per_node))
     with _flat(tensor) as x:
         fn(comm, x, op)
         finish_(x, op, comm.world_size)

@@ -12,6 +12,9 @@ bandwidth); reducing n bytes locally costs n·γ. For p ranks and an n-byte vect
     tree                critical path of the binary heap: ≈ 2d(α + nβ + nγ) + 2d(α + nβ),
                         d = ⌊log₂p⌋ (a parent serves its two children one after the other)
     torch               modelled as the ring (gloo's and NCCL's large-message algorithm)
+    hierarchical        on N nodes of k ranks, with two link classes (TwoLevel):
+                        2(k−1)·α_intra + 2(k−1)/k·nβ_intra + 2(N−1)·α_inter
+                        + 2(N−1)/N·nβ_inter + ((k−1)/k + (N−1)/p)·nγ   (hierarchical.py)
 
 When p is not a power of two the recursive algorithms run on p' = 2^⌊log₂p⌋ ranks and
 pay 2(α + nβ) + nγ more to fold the extra ranks in and out.
@@ -36,7 +39,8 @@ In code each formula is a schedule of steps, so that one schedule can be priced 
 send(m), exchange(m), add(m) and the reducing steps send_add(m) (m bytes arrive and are
 added in) and exchange_add(m). `Params` prices them with one α, β, γ (the closed forms
 above); `MeasuredCosts` reads them off tables measured on the group (measure.py, with
-the reducing steps timed whole).
+the reducing steps timed whole). `TwoLevel` holds two such pricings, one per link class
+(inside a node, between nodes), for clusters of several nodes.
 """
 
 from __future__ import annotations
@@ -141,7 +145,59 @@ class MeasuredCosts:
                 f"({min(self.one_way)} B … {max(self.one_way)} B)")
 
 
-Costs = Params | MeasuredCosts
+@dataclass
+class TwoLevel:
+    """Two link classes: between ranks of one node (`intra`: α_intra, β_intra) and between
+    nodes (`inter`: α_inter, β_inter, one flow alone on a node's link), ranks numbered node
+    by node, `ranks_per_node` = k of them on each node. Each class is priced as above (a
+    `Params` or a `MeasuredCosts`); γ is the same everywhere (a local addition).
+
+    A flat algorithm's step waits for its slowest pair, and on more than one node some pair
+    of every ring step crosses a node boundary: a flat step is priced at the slower class.
+    The hierarchical all-reduce prices its phases by class (`hierarchical` below); there k
+    rings share a node's link, and k messages of m bytes through one link cost what one of
+    k·m bytes costs: α + k·m·β."""
+
+    intra: Params | MeasuredCosts
+    inter: Params | MeasuredCosts
+    ranks_per_node: int
+    picks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def send(self, m: float) -> float:
+        return max(self.intra.send(m), self.inter.send(m))
+
+    def exchange(self, m: float) -> float:
+        return max(self.intra.exchange(m), self.inter.exchange(m))
+
+    def add(self, m: float) -> float:
+        return self.intra.add(m)
+
+    def send_add(self, m: float) -> float:
+        return max(self.intra.send_add(m), self.inter.send_add(m))
+
+    def exchange_add(self, m: float) -> float:
+        return max(self.intra.exchange_add(m), self.inter.exchange_add(m))
+
+    def alpha_beta(self) -> dict[str, tuple[float, float]]:
+        """{"intra": (α, β), "inter": (α, β)} of the exchanges (a ring step), fitted to
+        the tables of a measured class; what the lecture's two-level formula uses."""
+        out = {}
+        for name, c in (("intra", self.intra), ("inter", self.inter)):
+            if isinstance(c, Params):
+                out[name] = (c.alpha2, c.beta2)
+            else:
+                out[name] = fit_alpha_beta(list(c.exchanges), list(c.exchanges.values()))
+        return out
+
+    def __str__(self) -> str:
+        text = [f"two link classes, {self.ranks_per_node} ranks per node:"]
+        for name, (a, b) in self.alpha_beta().items():
+            text.append(f"{name} α = {a * 1e6:.1f} µs, β = {b * 1e9:.3f} ns/B "
+                        f"({link_bandwidth(b)})")
+        return " ".join(text)
+
+
+Costs = Params | MeasuredCosts | TwoLevel
 
 
 def _interpolate(table: dict, m: float) -> float:
@@ -208,11 +264,29 @@ def tree(n: float, p: int, c: Costs) -> float:
     return received(0, reduced(0))
 
 
+def hierarchical(n: float, p: int, c: Costs) -> float:
+    """hierarchical.py on N = p/k nodes: a node's ring reduce-scatters and all-gathers n/k
+    bytes over fast links; the k rings across nodes all-reduce n/k bytes each, at once,
+    over the node's shared link (a step: k messages of n/p bytes, priced as one of n/N).
+    With costs of one link class (Params, MeasuredCosts) all ranks are on one node: the
+    ring."""
+    if not isinstance(c, TwoLevel):   # one link class: one node (k = p), and it is the ring
+        return ring(n, p, c)
+    k = c.ranks_per_node
+    if p % k:
+        raise ValueError(f"ranks_per_node={k} does not divide p={p}")
+    N, m = p // k, n / p
+    in_node = (k - 1) * c.intra.exchange_add(n / k) + (k - 1) * c.intra.exchange(n / k)
+    across = (N - 1) * (c.inter.exchange(k * m) + c.add(m)) + (N - 1) * c.inter.exchange(k * m)
+    return in_node + across
+
+
 # Every all-reduce algorithm of collectives.py, in the order best_algorithm breaks ties.
 FORMULAS = {"ring": ring, "recursive_doubling": recursive_doubling,
             "halving_doubling": halving_doubling, "tree": tree,
             "parameter_server": ring, "naive": naive,   # the sharded server: the ring's steps
-            "ring_pipelined": ring_pipelined, "torch": ring}   # gloo's, NCCL's: rings
+            "ring_pipelined": ring_pipelined, "hierarchical": hierarchical,
+            "torch": ring}   # gloo's, NCCL's: rings
 
 
 def predict(algorithm: str, nbytes: float, p: int, params: Costs) -> float:
@@ -229,9 +303,12 @@ def best_algorithm(nbytes: float, p: int, params: Costs, algorithms=None) -> str
     """The algorithm with the smallest predicted time among `algorithms` (default: ours,
     every formula but "torch"; ties, to rounding: the earlier in FORMULAS). What
     all_reduce(x, algorithm="auto", costs=params) runs."""
-    memo = params.picks if algorithms is None and isinstance(params, MeasuredCosts) else {}
+    measured = isinstance(params, (MeasuredCosts, TwoLevel))
+    memo = params.picks if algorithms is None and measured else {}
     if (nbytes, p) not in memo:
-        names = algorithms or [a for a in FORMULAS if a != "torch"]
+        # "hierarchical" only where there are nodes to be hierarchical about
+        skip = {"torch"} | (set() if isinstance(params, TwoLevel) else {"hierarchical"})
+        names = algorithms or [a for a in FORMULAS if a not in skip]
         times = {a: predict(a, nbytes, p, params) for a in names}
         best = min(times.values())
         memo[nbytes, p] = next(a for a in names if times[a] <= best * (1 + 1e-9))

@@ -22,11 +22,13 @@ last rank is done), each run starting from a barrier.
 `calibrate` measures what algorithm="auto" prices its choice with (as MPI libraries and
 NCCL choose by size from a cost model): every step kind above at powers of 4 from 4 B to
 16 MiB, about a second, the slowest rank's times on every rank, so that every rank picks
-the same algorithm (a collective must run the same algorithm everywhere).
+the same algorithm (a collective must run the same algorithm everywhere). On a cluster of
+several nodes it measures both link classes (cost_model.TwoLevel).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -34,29 +36,48 @@ import torch
 import torch.distributed as dist
 
 from hpclab.comm.collectives import all_reduce
-from hpclab.comm.cost_model import MeasuredCosts
+from hpclab.comm.cost_model import Costs, MeasuredCosts, TwoLevel
 from hpclab.comm.p2p import Comm
 
 CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(12))   # 4 B, 16 B, …, 16 MiB
 
 
 def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int = 3,
-              sizes=CALIBRATION_SIZES) -> MeasuredCosts:
+              sizes=CALIBRATION_SIZES, ranks_per_node: int | None = None) -> Costs:
     """The message costs of `group`, measured (collective: every rank must call it), to
     pass as all_reduce(..., algorithm="auto", costs=...). The same on every rank; on one
-    rank there is nothing to measure and the tables are empty."""
+    rank there is nothing to measure and the tables are empty.
+
+    On several nodes of k ≥ 2 ranks each (`ranks_per_node`; default for the default group:
+    LOCAL_WORLD_SIZE, as hpclab.connect, run_local and torchrun set it) the costs are
+    `TwoLevel`: one set of tables for the links inside a node (ranks ℓ, ℓ+1 of every node
+    at once, as the node rings run) and one for a link between nodes (rank 0 and rank k,
+    alone on it)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sizes = sorted(int(n) for n in sizes)
-    if dist.get_world_size(group) == 1:
+    p = dist.get_world_size(group)
+    if p == 1:
         return MeasuredCosts({}, {}, {})
+    k = ranks_per_node
+    if k is None:
+        k = int(os.environ.get("LOCAL_WORLD_SIZE", p)) if group is None else p
+    if k < 2 or k >= p or p % k:
+        return _tables(sizes, repeats, group, timeout, (0, 1), None)
+    intra = _tables(sizes, repeats, group, timeout, (0, 1),
+                    [(v * k + j, v * k + j + 1) for v in range(p // k) for j in range(0, k - 1, 2)])
+    inter = _tables(sizes, repeats, group, timeout, (0, k), [(0, k)])
+    return TwoLevel(intra, inter, k)
 
-    def both(measure):   # the plain message, and the step that adds what arrives
-        return [measure(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce)
-                for reduce in (False, True)]
 
-    sends, sends_adding = both(one_way)
-    swaps, swaps_adding = both(exchange)
+def _tables(sizes, repeats, group, timeout, pair, pairs) -> MeasuredCosts:
+    """One link class's tables: one-way messages over `pair`, exchanges between `pairs`."""
+    def both(measure, **where):   # the plain message, and the step that adds what arrives
+        return [measure(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce,
+                        **where) for reduce in (False, True)]
+
+    sends, sends_adding = both(one_way, pair=pair)
+    swaps, swaps_adding = both(exchange, pairs=pairs)
     adds = slowest_rank(reduction_times(sizes, repeats=repeats), group)
     return MeasuredCosts(sends, swaps, adds, sends_adding, swaps_adding)
 
@@ -90,8 +111,9 @@ def ping_pong(sizes, repeats: int = 10, group=None, timeout=None) -> dict[int, f
 
 
 def one_way(sizes, repeats: int = 10, group=None, timeout=None,
-            reduce: bool = False) -> dict[int, float]:
-    """Time for rank 0 to send n bytes to rank 1, from a barrier to the slower of the two:
+            reduce: bool = False, pair: tuple[int, int] = (0, 1)) -> dict[int, float]:
+    """Time for rank 0 to send n bytes to rank 1 (or pair = (src, dst)), from a barrier to
+    the slower of the two:
     a one-way message timed the way the collectives are (and exchange below), so that it
     includes leaving the barrier together. The ping-pong's half round trip does not; it
     is the textbook α + nβ, this is what one step of the tree or naive algorithm costs.
@@ -100,23 +122,25 @@ def one_way(sizes, repeats: int = 10, group=None, timeout=None,
     (`Comm.recv_reduce`, exactly what a parent in the tree or naive's root does): the
     price of a reducing step, send(n) + add(n) in the α–β–γ model."""
     comm = Comm.of(group, timeout, collective="one_way", algorithm="naive", trace=None)
+    src, dst = pair
 
     def operation(nbytes: int):
         buf = _vector(nbytes, reduce)
-        if comm.world_size > 1 and comm.rank == 0:
-            return lambda: comm.send(buf, 1, step=0, phase="one way")
-        if comm.rank == 1 and reduce:
-            return lambda: comm.recv_reduce(buf, 0, "sum", step=0, phase="one way")
-        if comm.rank == 1:
-            return lambda: comm.recv(buf, 0, step=0, phase="one way")
+        if comm.world_size > 1 and comm.rank == src:
+            return lambda: comm.send(buf, dst, step=0, phase="one way")
+        if comm.rank == dst and reduce:
+            return lambda: comm.recv_reduce(buf, src, "sum", step=0, phase="one way")
+        if comm.rank == dst:
+            return lambda: comm.recv(buf, src, step=0, phase="one way")
         return lambda: None
 
     return _from_barrier(sizes, repeats, group, operation)
 
 
 def exchange(sizes, repeats: int = 10, group=None, timeout=None,
-             reduce: bool = False) -> dict[int, float]:
-    """Time for ranks 2i and 2i+1 to swap n bytes, every pair at once (a bidirectional
+             reduce: bool = False, pairs=None) -> dict[int, float]:
+    """Time for ranks 2i and 2i+1 (or the given `pairs` of ranks; the others wait) to swap
+    n bytes, every pair at once (a bidirectional
     ping-pong): what one step of the ring, recursive doubling or halving-doubling costs.
     Equal to the one-way time on a full-duplex network; slower on one host, where the
     same CPUs copy both directions (and all p ranks share the cores).
@@ -129,6 +153,9 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None,
     another thread, often on the other core, so it is not in this core's cache."""
     comm = Comm.of(group, timeout, collective="exchange", algorithm="naive", trace=None)
     partner = comm.rank ^ 1
+    if pairs is not None:
+        partner = next((b if a == comm.rank else a for a, b in pairs if comm.rank in (a, b)),
+                       comm.world_size)
 
     def operation(nbytes: int):
         if partner >= comm.world_size:

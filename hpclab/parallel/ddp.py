@@ -90,7 +90,8 @@ class DistributedDataParallel(nn.Module):
         params = [p for p in module.parameters() if p.requires_grad]
         self.buckets: list[GradBucket] = assign_buckets(params, bucket_cap_mb)
         self._bucket_of = {id(p): b for b in self.buckets for p in b.parameters()}
-        self.costs: hpclab.comm.MeasuredCosts | None = None   # measured for "auto"
+        # measured for "auto" (TwoLevel on several nodes: then "hierarchical" is a choice)
+        self.costs: hpclab.comm.MeasuredCosts | hpclab.comm.TwoLevel | None = None
         self._algorithms = self._bucket_algorithms()
         self._hook_state: Any = None
         self._hook: CommHook = self._average
@@ -142,7 +143,7 @@ class DistributedDataParallel(nn.Module):
         """The default hook: ḡ = all_reduce(g, op="avg") with the bucket's algorithm."""
         return hpclab.comm.all_reduce(bucket.buffer(), op="avg",
                                       algorithm=self._algorithms[bucket.index()],
-                                      group=self.group, timeout=self.timeout)
+                                      group=self.group, timeout=self.timeout, costs=self.costs)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)

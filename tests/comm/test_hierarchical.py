@@ -1,0 +1,146 @@
+"""The hierarchical all-reduce (hpclab/comm/hierarchical.py) against torch.distributed's,
+on 4 real processes numbered as 2 "nodes" × 2 ranks (run_local(..., ranks_per_node=2)) and
+6 as 2 × 3; sizes that no block count divides. Its traffic is the textbook's: 2(N−1)/N·n
+bytes per node cross the node boundary, against the flat ring's 2(p−1)/p·n. The two-level
+cost model: its closed form, what "auto" picks, calibration on a cluster of nodes, DDP.
+"""
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hpclab import comm
+from hpclab.cluster.spawn import run_local
+from hpclab.comm import cost_model
+from hpclab.comm.cost_model import Params, TwoLevel
+from hpclab.parallel.ddp import DistributedDataParallel
+
+pytestmark = [pytest.mark.unit_c]
+
+SIZES = (1, 3, 7, 1001)
+OPS = {"sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+
+
+def _against_torch(ctx):
+    assert (ctx.node, ctx.local_rank) == divmod(ctx.rank, ctx.ranks_per_node)
+    worst = 0.0
+    for n in SIZES:
+        for op, torch_op in OPS.items():
+            g = torch.Generator().manual_seed(100 * n + ctx.rank)
+            x = torch.randn(n, generator=g, dtype=torch.float64)
+            expected = x.clone()
+            dist.all_reduce(expected, op=torch_op)
+            if op == "avg":
+                expected /= ctx.world_size
+            comm.all_reduce(x, op=op, algorithm="hierarchical")
+            worst = max(worst, (x - expected).abs().max().item())
+        ints = torch.arange(n, dtype=torch.int64) * (ctx.rank + 1)
+        comm.all_reduce(ints, algorithm="hierarchical", ranks_per_node=ctx.ranks_per_node)
+        assert torch.equal(ints, torch.arange(n) * sum(range(1, ctx.world_size + 1)))
+    return worst
+
+
+@pytest.mark.parametrize("p, k", [(4, 2), (6, 3)])
+def test_matches_torch_distributed(p, k):
+    assert max(run_local(_against_torch, p, ranks_per_node=k)) < 1e-12
+
+
+def _traffic(ctx, n):
+    out = {}
+    for algorithm in ("ring", "hierarchical"):
+        with comm.tracing() as trace:
+            comm.all_reduce(torch.ones(n, dtype=torch.float64), algorithm=algorithm)
+        everyone = comm.gather_traces(trace)
+        if everyone is not None:
+            k = ctx.ranks_per_node
+            out[algorithm] = (sum(m.nbytes for m in everyone if m.src // k != m.dst // k),
+                              sorted({m.phase for m in everyone}))
+    return out
+
+
+def test_traffic_across_nodes_is_the_textbooks():
+    p, k, n = 4, 2, 8 * 3
+    b, N = 8 * n, p // k
+    got = run_local(_traffic, p, n, ranks_per_node=k)[0]
+    assert got["ring"][0] == 2 * (p - 1) * b // k          # N links × 2(p−1) steps × b/p
+    assert got["hierarchical"][0] == 2 * (N - 1) * b       # k rings × 2(N−1)/N·b/k × N
+    assert got["hierarchical"][1] == ["across nodes all-gather", "across nodes reduce-scatter",
+                                      "node all-gather", "node reduce-scatter"]
+
+
+def test_without_ranks_per_node_the_error_says_what_to_pass():
+    def no_topology(ctx):
+        import os
+        del os.environ["LOCAL_WORLD_SIZE"]
+        with pytest.raises(ValueError, match="ranks_per_node=k"):
+            comm.all_reduce(torch.ones(3), algorithm="hierarchical")
+        with pytest.raises(ValueError, match="dividing the world size p=2, got 3"):
+            comm.all_reduce(torch.ones(3), algorithm="hierarchical", ranks_per_node=3)
+        return True
+
+    assert run_local(no_topology, 2) == [True, True]
+
+
+# --- the two-level cost model ---------------------------------------------------------------
+INTRA = Params(alpha=5e-6, beta=1 / 2e9, gamma=1 / 8e9)     # 2 GB/s inside a node
+INTER = Params(alpha=50e-6, beta=1 / 0.125e9, gamma=1 / 8e9)  # 1 Gbit/s between nodes
+
+
+@pytest.mark.parametrize("p, k", [(4, 2), (8, 4), (8, 2)])
+def test_hierarchical_formula_is_the_closed_form(p, k):
+    n, N = 4 << 20, p // k
+    c = TwoLevel(INTRA, INTER, k)
+    closed = (2 * (k - 1) * INTRA.alpha + 2 * (k - 1) / k * n * INTRA.beta
+              + 2 * (N - 1) * INTER.alpha + 2 * (N - 1) / N * n * INTER.beta
+              + ((k - 1) / k + (N - 1) / p) * n * INTRA.gamma)
+    assert cost_model.predict("hierarchical", n, p, c) == pytest.approx(closed, rel=1e-12)
+    flat = 2 * (p - 1) * INTER.alpha + 2 * (p - 1) / p * n * INTER.beta \
+        + (p - 1) / p * n * INTER.gamma
+    assert cost_model.predict("ring", n, p, c) == pytest.approx(flat, rel=1e-12)
+
+
+def test_auto_picks_hierarchical_only_where_the_model_says_so():
+    slow_link, same_link = TwoLevel(INTRA, INTER, 2), TwoLevel(INTER, INTER, 2)
+    assert cost_model.best_algorithm(4 << 20, 4, slow_link) == "hierarchical"
+    # one link class everywhere: the flat ring moves fewer bytes (1.5·nβ against 2·nβ)
+    assert cost_model.best_algorithm(4 << 20, 4, same_link) != "hierarchical"
+    assert cost_model.best_algorithm(4 << 20, 4, INTER) != "hierarchical"
+    # with one link class the hierarchical algorithm is the ring on one node
+    assert cost_model.predict("hierarchical", 4 << 20, 4, INTER) == \
+        cost_model.predict("ring", 4 << 20, 4, INTER)
+
+
+def _calibrated(ctx):
+    costs = comm.calibrate(sizes=(4, 4096, 1 << 16), repeats=1)
+    x = torch.full((5000,), float(ctx.rank))
+    comm.all_reduce(x, algorithm="auto", costs=costs)
+    return type(costs).__name__, getattr(costs, "ranks_per_node", None), x[0].item()
+
+
+def test_calibrate_measures_two_link_classes_on_several_nodes():
+    assert run_local(_calibrated, 4, ranks_per_node=2) == [("TwoLevel", 2, 6.0)] * 4
+    assert run_local(_calibrated, 2)[0][:2] == ("MeasuredCosts", None)   # one node
+
+
+def _ddp_grads(ctx):
+    torch.manual_seed(0)
+    net = nn.Linear(7, 3)
+    model = DistributedDataParallel(net, algorithm="hierarchical")
+    g = torch.Generator().manual_seed(ctx.rank)
+    x, y = torch.randn(4, 7, generator=g), torch.randn(4, 3, generator=g)
+    nn.functional.mse_loss(model(x), y).backward()
+    mine = [p.grad.clone() for p in net.parameters()]
+    # the reference: torch's own average of each rank's gradient of the same loss
+    torch.manual_seed(0)
+    ref = nn.Linear(7, 3)
+    nn.functional.mse_loss(ref(x), y).backward()
+    refs = [p.grad.clone() for p in ref.parameters()]
+    for t in refs:
+        dist.all_reduce(t)
+        t /= ctx.world_size
+    return max((a - b).abs().max().item() for a, b in zip(mine, refs))
+
+
+def test_ddp_averages_gradients_with_it():
+    assert max(run_local(_ddp_grads, 4, ranks_per_node=2)) < 1e-6
