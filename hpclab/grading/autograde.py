@@ -122,7 +122,8 @@ def autograde(submission: Path, student: str = "student", exercises: Path = EXER
     `keep`: a folder to copy the executed (autograded) notebooks to, as
     keep/<assignment>/ for one student or keep/<student>/<assignment>/ for several.
     `course`: an nbgrader course directory to grade in (and keep the gradebook and
-    autograded/ of) instead of a throw-away one.
+    autograded/ of) instead of a throw-away one; an assignment released from it is
+    graded against the tests it was released with.
     """
     submission, exercises = Path(submission), Path(exercises)
     if not submission.is_dir():
@@ -134,6 +135,9 @@ def autograde(submission: Path, student: str = "student", exercises: Path = EXER
         if course is None:
             course = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="hpclab-autograde-")))
+        else:
+            # grade against what was released: regenerate only what the gradebook lacks
+            names = [n for n in names if not (Path(course) / "release" / n).is_dir()]
         course = Path(course)
         generate_into(exercises, course, names)  # fills the gradebook with the tests
         nb = api(course)

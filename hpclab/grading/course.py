@@ -92,6 +92,8 @@ def run_step(result: dict, what: str) -> dict:
 def generate_into(exercises: Path, course: Path, names: list[str]) -> None:
     """Copy source/ into `course` and generate the student copies of `names` there
     (nbgrader generate_assignment, which also enters the tests into the gradebook)."""
+    if not names:
+        return
     shutil.copytree(Path(exercises) / "source", Path(course) / "source",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"), dirs_exist_ok=True)
     nb = api(course)
