@@ -4,7 +4,7 @@
     hpclab lab                     JupyterLab on the course notebooks
     hpclab bench NAME [...]        benchmarks (optim, comm, dp, ...): ratios vs a reference
     hpclab doctor                  check this machine / cluster, one pass/fail line each
-    hpclab grade ...               build student copies and autograde exercises
+    hpclab grade ...               exercises with nbgrader: release, collect, autograde, feedback
     hpclab vcluster up|status|down virtual nodes (namespaces + slurmd) on shaped links
 
 Each sub-command lives in its own module with a `main(argv) -> int`; this file only
@@ -21,7 +21,7 @@ COMMANDS = {
     "lab": ("hpclab.lab", "start JupyterLab on the course notebooks"),
     "bench": ("hpclab.bench", "run a benchmark: hpclab bench {optim,comm,dp,...}"),
     "doctor": ("hpclab.cluster.doctor", "check versions, GPUs, Slurm, network, a 2-engine all-reduce"),
-    "grade": ("hpclab.grading", "generate student copies and autograde exercises (nbgrader)"),
+    "grade": ("hpclab.grading.cli", "exercises with nbgrader: generate, release, collect, autograde, feedback"),
     "vcluster": ("hpclab.cluster.vcluster", "a Slurm cluster of N nodes on this machine: up, status, down"),
 }
 

@@ -6,8 +6,9 @@
 
 The student's lab (`make lab`) shows the lectures, the demos and the *student copies* of
 the exercises only: its root is a folder of links, out/lab/student/, in which exercises/
-is notebooks/exercises/release/ — source/, with every solution and hidden test, is not
-in it — and nbgrader's JupyterLab extension (Create Assignment, Formgrader, Validate)
+is out/lab/exercises/, the students' working copy of notebooks/exercises/release/ (saves
+never touch the committed copies) — source/, with every solution and hidden test, is
+not in it — and nbgrader's JupyterLab extension (Create Assignment, Formgrader, Validate)
 and server extensions are switched off through a config folder of its own
 (JUPYTER_CONFIG_PATH=out/lab/student-config). The instructor's lab
 (`hpclab lab --instructor`, `make lab-instructor`) opens notebooks/ itself with nbgrader
@@ -79,10 +80,29 @@ def student_view(notebooks: Path, dest: Path) -> Path:
     for entry in sorted(notebooks.iterdir()):
         if entry.name.startswith("."):
             continue
-        target = entry / "release" if entry.name == "exercises" else entry
+        target = (working_copy(entry / "release", dest.parent / "exercises")
+                  if entry.name == "exercises" else entry)
         if target.exists():
             (dest / entry.name).symlink_to(target.resolve(), target_is_directory=target.is_dir())
     return dest
+
+
+def working_copy(release: Path, work: Path) -> Path:
+    """The students' exercises: a copy of release/ in `work`, which their saves go to (and
+    nbgrader's Validate, which saves first), so the committed copies stay as generated.
+    Files that `work` lacks are copied from release/; nothing in it is overwritten."""
+    if not release.is_dir():
+        return release
+    work.mkdir(parents=True, exist_ok=True)
+    for src in sorted(release.rglob("*")):
+        dest = work / src.relative_to(release)
+        if ".ipynb_checkpoints" in src.parts or dest.exists():
+            continue
+        if src.is_dir():
+            dest.mkdir(parents=True)
+        else:
+            shutil.copy2(src, dest)
+    return work
 
 
 def student_config(dest: Path) -> Path:

@@ -141,7 +141,7 @@ def test_student_view_links_release_as_exercises(tmp_path):
     (notebooks / "README.md").write_text("course")
     view = student_view(notebooks, tmp_path / "view")
     assert sorted(p.name for p in view.iterdir()) == ["README.md", "exercises", "lectures"]
-    assert (view / "exercises").resolve() == (notebooks / "exercises" / "release").resolve()
+    assert (view / "exercises").resolve() == (tmp_path / "exercises").resolve()  # a working copy
     student_view(notebooks, tmp_path / "view")             # rebuilt, targets untouched
     assert (notebooks / "exercises" / "source" / "a1").is_dir()
 
