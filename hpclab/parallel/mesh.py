@@ -42,7 +42,7 @@ from hpclab.parallel.sequence_parallel import all_reduce_sequence_parallel_grads
 
 
 class Mesh:
-    def __init__(self, ctx: DistContext, dp: int, tp: int, algorithm: str = "ring"):
+    def __init__(self, ctx: DistContext, dp: int, tp: int, algorithm: str = "torch"):
         if dp < 1 or tp < 1 or dp * tp != ctx.world_size:
             raise ValueError(f"dp × tp must equal the world size {ctx.world_size}, got "
                              f"dp={dp}, tp={tp}")

@@ -126,22 +126,22 @@ class _GatherSequence(torch.autograd.Function):
         return _my_slice(grad, ctx.dist_ctx), None, None
 
 
-def gather_from_sequence(x, ctx, algorithm: str = "ring") -> torch.Tensor:
+def gather_from_sequence(x, ctx, algorithm: str = "torch") -> torch.Tensor:
     """g, before a column-parallel linear: (B, T/t, C) → (B, T, C)."""
     return _GatherFromSequence.apply(x, ctx, algorithm)
 
 
-def reduce_scatter_to_sequence(x, ctx, algorithm: str = "ring") -> torch.Tensor:
+def reduce_scatter_to_sequence(x, ctx, algorithm: str = "torch") -> torch.Tensor:
     """ḡ, after a row-parallel linear: partial (B, T, C) → summed (B, T/t, C)."""
     return _ReduceScatterToSequence.apply(x, ctx, algorithm)
 
 
-def scatter_to_sequence(x, ctx, algorithm: str = "ring") -> torch.Tensor:
+def scatter_to_sequence(x, ctx, algorithm: str = "torch") -> torch.Tensor:
     """Replicated (B, T, C) → this rank's (B, T/t, C), e.g. after the embeddings."""
     return _ScatterToSequence.apply(x, ctx, algorithm)
 
 
-def gather_sequence(x, ctx, algorithm: str = "ring") -> torch.Tensor:
+def gather_sequence(x, ctx, algorithm: str = "torch") -> torch.Tensor:
     """This rank's (B, T/t, C) → replicated (B, T, C), e.g. before the output head."""
     return _GatherSequence.apply(x, ctx, algorithm)
 
@@ -153,7 +153,7 @@ def mark_sequence_parallel(module: nn.Module) -> nn.Module:
     return module
 
 
-def all_reduce_sequence_parallel_grads(model: nn.Module, ctx, algorithm: str = "ring"):
+def all_reduce_sequence_parallel_grads(model: nn.Module, ctx, algorithm: str = "torch"):
     """Sum the gradients of the parameters marked `sequence_parallel` over the ranks (one
     all-reduce of them all, flattened): afterwards every rank holds the gradient of the
     whole sequence, as without sequence parallelism. Call it after backward."""

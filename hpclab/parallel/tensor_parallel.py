@@ -19,9 +19,9 @@ of the second. Megatron-LM (Shoeybi et al. 2019, §3) names the two conjugate op
     g = reduce_from_parallel(x): forward all-reduce,  backward identity
 
 and every communication operator here is an autograd function, so the backward pass is
-derived by torch from these pairs. The collectives are hpclab.comm's (`algorithm`,
-default "ring"; "torch" delegates to torch.distributed), so a `comm.tracing()` block sees
-every message a layer sends. With sequence_parallel=True (sequence_parallel.py) the
+derived by torch from these pairs. The collectives are hpclab.comm's, `algorithm`
+"torch" by default (torch.distributed's: one c10d call per collective); with "ring" (or
+any other of hpclab.comm's algorithms) a `comm.tracing()` block sees every message. With sequence_parallel=True (sequence_parallel.py) the
 column-parallel layer all-gathers its input along the sequence instead of f, and the
 row-parallel layer reduce-scatters its output along the sequence instead of g.
 
@@ -39,7 +39,7 @@ from torch import nn
 from hpclab import comm
 from hpclab.parallel.sequence_parallel import gather_from_sequence, reduce_scatter_to_sequence
 
-ALGORITHM = "ring"    # the course's ring: every message appears in a comm.tracing() block
+ALGORITHM = "torch"   # torch.distributed's collectives; "ring": messages in comm.tracing()
 
 
 def split_sizes(n: int, p: int) -> list[int]:

@@ -129,6 +129,11 @@ class LivePlot(anywidget.AnyWidget):
         with self._buffer_lock:
             self._pending_values[key] = compact(value)
 
+    def value(self, key: str) -> float | None:
+        """The latest value of `key` sent to the browser (None before the first)."""
+        with self._send_lock:
+            return self._values.get(key)
+
     def replace(self, data: dict) -> None:
         """Set whole series at once, {id: (xs, ys)}, and send now (the playground)."""
         data = {sid: ([compact(x) for x in xs], [compact(y) for y in ys])

@@ -2,7 +2,7 @@
 
 - a TP+SP block equals the single-process Block, forward and backward (this rank's
   positions of the output and input gradient; every parameter's gradient gathered);
-- from our comm traces: a TP block communicates with all-reduces only, a TP+SP block
+- from our comm traces (algorithm="ring"): a TP block communicates with all-reduces only, a TP+SP block
   with all-gathers and reduce-scatters only, and both send the same bytes;
 - the whole tiny transformer with TP and with TP+SP blocks trains the same loss curve
   as single-process training (AdamW, float64) and ends with the same weights.
@@ -24,22 +24,23 @@ from hpclab.train import train_step
 pytestmark = [pytest.mark.unit_d]
 
 
-def _sp_block(ctx, tp):
+def _sp_block(ctx, tp, algorithm):
     block, x, y = tp.reference(lambda: Block(tp.config()), seed=2)
-    tp.check_against(ParallelBlock(block, ctx, sequence_parallel=True), ctx, block, x, y,
-                     sequence_parallel=True)
+    parallel = ParallelBlock(block, ctx, sequence_parallel=True, algorithm=algorithm)
+    tp.check_against(parallel, ctx, block, x, y, sequence_parallel=True)
     return True
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
-def test_tp_sp_block_equals_single_process(world_size, tp):
-    assert all(run_local(_sp_block, world_size, tp))
+@pytest.mark.parametrize("world_size, algorithm", [(2, "torch"), (4, "torch"), (2, "ring"),
+                                                   (4, "ring")])
+def test_tp_sp_block_equals_single_process(world_size, algorithm, tp):
+    assert all(run_local(_sp_block, world_size, tp, algorithm))
 
 
 def _traffic(ctx, tp, sequence_parallel):
     """(collective → number of calls, bytes this rank sent) of one forward + backward."""
     block, x, _ = tp.reference(lambda: Block(tp.config()), seed=3)
-    parallel = ParallelBlock(block, ctx, sequence_parallel=sequence_parallel)
+    parallel = ParallelBlock(block, ctx, sequence_parallel=sequence_parallel, algorithm="ring")
     if sequence_parallel:
         x = x.detach().chunk(ctx.world_size, dim=1)[ctx.rank]
     x = x.detach().clone().requires_grad_(True)

@@ -12,19 +12,21 @@ from hpclab.problems.transformer import Block, CausalSelfAttention
 pytestmark = [pytest.mark.unit_d]
 
 
-def _attention_and_block(ctx, tp, recompute):
+def _attention_and_block(ctx, tp, recompute, algorithm="torch"):
     cfg = tp.config(recompute=recompute)
     attn, x, y = tp.reference(lambda: CausalSelfAttention(cfg), seed=0)
-    tp.check_against(ParallelSelfAttention.from_attention(attn, ctx), ctx, attn, x, y,
-                     sequence_parallel=False)
+    parallel = ParallelSelfAttention.from_attention(attn, ctx, algorithm=algorithm)
+    tp.check_against(parallel, ctx, attn, x, y, sequence_parallel=False)
     block, x, y = tp.reference(lambda: Block(cfg), seed=1)
-    tp.check_against(ParallelBlock(block, ctx), ctx, block, x, y, sequence_parallel=False)
+    parallel = ParallelBlock(block, ctx, algorithm=algorithm)
+    tp.check_against(parallel, ctx, block, x, y, sequence_parallel=False)
     return True
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
-def test_tp_attention_and_block_equal_single_process(world_size, tp):
-    assert all(run_local(_attention_and_block, world_size, tp, "none"))
+@pytest.mark.parametrize("world_size, algorithm", [(2, "torch"), (4, "torch"), (2, "ring")])
+def test_tp_attention_and_block_equal_single_process(world_size, algorithm, tp):
+    # "torch": gloo's collectives; "ring": the course's, message by message
+    assert all(run_local(_attention_and_block, world_size, tp, "none", algorithm))
 
 
 def test_tp_block_with_recomputation_equals_single_process(tp):
