@@ -100,6 +100,7 @@ def _sgd(params):
     return torch.optim.SGD(params, lr=0.1)
 
 
+@pytest.mark.cluster
 def test_trainer_records_carry_mfu():
     spec = RankJob(_mlp, _data, _sgd, TrainerConfig(batch_size=8, algorithm="ring"), 4)
     for out in run_local(train_rank, 2, spec, timeout=120):

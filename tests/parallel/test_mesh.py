@@ -16,7 +16,7 @@ from hpclab.parallel.tp_transformer import ParallelTransformer
 from hpclab.problems.transformer import lm_loss, tiny_transformer
 from hpclab.train import train_step
 
-pytestmark = [pytest.mark.unit_d]
+pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]   # run_local: process groups
 
 STEPS = 4
 

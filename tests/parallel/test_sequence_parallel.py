@@ -21,7 +21,7 @@ from hpclab.parallel.tp_transformer import ParallelBlock, ParallelTransformer
 from hpclab.problems.transformer import Block, lm_loss, tiny_transformer
 from hpclab.train import train_step
 
-pytestmark = [pytest.mark.unit_d]
+pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]   # run_local: process groups
 
 
 def _sp_block(ctx, tp, algorithm):

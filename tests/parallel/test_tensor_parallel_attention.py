@@ -9,7 +9,7 @@ from hpclab.cluster.spawn import run_local
 from hpclab.parallel.tp_transformer import ParallelBlock, ParallelSelfAttention, parallel_mlp
 from hpclab.problems.transformer import Block, CausalSelfAttention
 
-pytestmark = [pytest.mark.unit_d]
+pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]   # run_local: process groups
 
 
 def _attention_and_block(ctx, tp, recompute, algorithm="torch"):
