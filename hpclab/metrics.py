@@ -9,7 +9,9 @@ Times are wall-clock seconds for this step on this rank:
     t_step = t_forward + t_backward + t_comm + t_optim + t_other
 
 where t_comm is the *exposed* communication time (waiting for gradients after backward
-finished), not the communication hidden behind backward.
+finished), not the communication hidden behind backward. Token models add
+extra["tokens"] and extra["tokens_per_s"]; with model FLOPs and a peak (hpclab.flops),
+extra["model_flops"] and extra["mfu"], read through the properties of the same names.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class StepRecord:
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.t_step if self.t_step > 0 else 0.0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.extra.get("tokens_per_s")
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilisation of this step (0 … 1), if the loop knew the FLOPs."""
+        return self.extra.get("mfu")
 
     def to_dict(self) -> dict:
         d = asdict(self)

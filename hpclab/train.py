@@ -21,7 +21,10 @@ averages ∇J inside backward (no_sync for all micro-batches but the last) or
 every rank at the same step, because the ranks agree on the loss first.
 
 Conventions: a batch is `(inputs, targets)`; samples = len(inputs); integer (B, T) inputs
-are token ids and also count tokens = B·T. A scheduler is stepped once per optimisation
+are token ids and also count tokens = B·T. With `flops_per_sample` (model FLOPs of one
+sample's forward + backward, hpclab.flops.training_flops) and `peak_flops` (FLOP/s,
+hpclab.flops.peak_flops) the record also carries extra["model_flops"] and extra["mfu"],
+the model FLOPs utilisation of the step. A scheduler is stepped once per optimisation
 step. Plots of a History live in `hpclab.plots`.
 """
 
@@ -38,6 +41,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from hpclab.flops import mfu
 from hpclab.metrics import StepRecord
 
 
@@ -141,7 +145,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch,
                loss_fn: Callable, *, step: int = 0, epoch: int = 0, accumulation: int = 1,
                after_backward: Callable | None = None, clip_grad_norm: float | None = None,
                last_finite: float | None = None, group=None, rank: int = 0,
-               world_size: int = 1) -> StepRecord:
+               world_size: int = 1, flops_per_sample: float | None = None,
+               peak_flops: float | None = None) -> StepRecord:
     """One optimisation step on one batch; returns its StepRecord (times in seconds).
 
     accumulation = a splits the batch into a equal micro-batches and accumulates the
@@ -207,6 +212,10 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch,
     if not inputs.is_floating_point() and inputs.ndim == 2:
         extra["tokens"] = inputs.numel()
         extra["tokens_per_s"] = inputs.numel() / (t6 - t0)
+    if flops_per_sample is not None:
+        extra["model_flops"] = flops_per_sample * samples
+        if peak_flops is not None:
+            extra["mfu"] = mfu(extra["model_flops"], t6 - t0, peak_flops)
     return StepRecord(step=step, loss=loss_value, rank=rank, world_size=world_size,
                       epoch=epoch, samples=samples, t_step=t6 - t0, t_forward=t_forward,
                       t_backward=t_backward, t_comm=t_comm + t5 - t4, t_optim=t6 - t5,
@@ -253,11 +262,13 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
         callbacks: Iterable[Callable] = (), early_stopping: EarlyStopping | int | None = None,
         progress: bool = True, clip_grad_norm: float | None = None, scheduler=None,
         accumulation: int = 1, after_backward: Callable | None = None, group=None,
-        rank: int = 0, world_size: int = 1) -> History:
+        rank: int = 0, world_size: int = 1, flops_per_sample: float | None = None,
+        peak_flops: float | None = None) -> History:
     """Train until `epochs` passes or `steps` steps (whichever comes first; default one
     epoch). Validation runs after every epoch and every `eval_every` steps; its metrics go
     into History.evals and into that step's record.extra. Each callback receives every
     StepRecord; a callback may raise StopTraining. `early_stopping=5` means patience 5.
+    flops_per_sample and peak_flops: MFU in every record (see train_step).
     """
     if epochs is None and steps is None:
         epochs = 1
@@ -285,7 +296,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
                 rec = train_step(model, optimizer, batch, loss_fn, step=step, epoch=epoch,
                                  accumulation=accumulation, after_backward=after_backward,
                                  clip_grad_norm=clip_grad_norm, last_finite=last_finite,
-                                 group=group, rank=rank, world_size=world_size)
+                                 group=group, rank=rank, world_size=world_size,
+                                 flops_per_sample=flops_per_sample, peak_flops=peak_flops)
                 if scheduler is not None:
                     scheduler.step()
                 last_finite, step, n_batches = rec.loss, step + 1, n_batches + 1

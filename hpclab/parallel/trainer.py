@@ -47,6 +47,7 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     publish_interval: float = 0.1    # seconds between live batches (latency <= this + ~1 ms)
     stop_check_every: int = 10       # steps between the ranks' stop / NaN agreement
+    mfu: bool = True                 # model FLOPs utilisation in the records (hpclab.flops)
 
     def validate(self, world_size: int) -> None:
         if self.batch_size < 1:

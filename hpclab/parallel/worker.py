@@ -17,8 +17,10 @@ rank stops every rank at that step with the same NonFiniteLossError. The time DD
 for gradients after backward is t_comm (exposed communication) and is not counted in
 t_backward. Every `checkpoint_every` steps all ranks hand their RNG states to rank 0,
 which writes an atomic checkpoint. Every `stop_check_every` steps the ranks agree (one
-tiny all-reduce) on whether the notebook asked them to stop. The same function runs on
-ipyparallel engines and under run_local (tests).
+tiny all-reduce) on whether the notebook asked them to stop. With config.mfu each rank
+measures its peak once (hpclab.flops.peak_flops: a GPU's data sheet, else matmuls for
+0.25 s) and every record carries the step's model FLOPs utilisation, extra["mfu"]. The
+same function runs on ipyparallel engines and under run_local (tests).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from hpclab.flops import mfu, peak_flops, training_flops
 from hpclab.parallel.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
@@ -126,6 +129,10 @@ def train_rank(ctx, spec: RankJob) -> dict:
     sampler = DistributedSampler(len(X), num_replicas=p, rank=ctx.rank, seed=cfg.seed)
     step = _restore(ctx, spec, ddp, optimizer, sampler) if spec.resume else 0
     batches = sampler.batches(local_batch)
+    flops = peak = None
+    if cfg.mfu:
+        flops = training_flops(model, X[:1])
+        peak, _ = peak_flops(ctx.device, next(model.parameters()).dtype)
     pub = None
     if spec.push_address:
         pub = LivePublisher(spec.push_address, spec.control_address, cfg.publish_interval)
@@ -145,11 +152,13 @@ def train_rank(ctx, spec: RankJob) -> dict:
             rec = train_step(ddp, optimizer, (X[idx], Y[idx]), loss_fn, step=step,
                              epoch=sampler.epoch, accumulation=cfg.accumulation,
                              last_finite=last_finite, group=ctx.group, rank=ctx.rank,
-                             world_size=p)
+                             world_size=p, flops_per_sample=flops, peak_flops=peak)
             # backward's time includes DDP's wait for the last buckets: move it to t_comm
             rec.t_comm += ddp.last_exposed_comm
             rec.t_backward -= ddp.last_exposed_comm
             rec.t_step += t_data
+            if peak is not None:
+                rec.extra["mfu"] = mfu(rec.extra["model_flops"], rec.t_step, peak)
             last_finite = rec.loss
             records.append(rec)
             if pub is not None:

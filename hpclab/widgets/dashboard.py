@@ -19,7 +19,9 @@ record turns it into a few points (each rank's loss and samples/s, and once ever
 has reported a step, the job's mean loss and total samples/s) and buffers them; every
 `interval` seconds (0.1; for a Job, whose records come in batches, each batch at once)
 the buffer goes to the browser as one message, from the calling thread when a record
-arrives, else from the plot's timer thread. The numbers (progress,
+arrives, else from the plot's timer thread. Records that carry the model FLOPs
+utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
+mean over ranks of each rank's last SMOOTH steps. The numbers (progress,
 points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
 per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
 returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
@@ -108,6 +110,7 @@ class Dashboard(StaticFallback, W.VBox):
         self._agg: dict[int, list] = {}             # step -> [ranks, Σloss, Σthr, t_end, vals]
         self._windows: dict[object, deque] = {}     # series -> last SMOOTH samples/s
         self._tokens: dict[int, float] = {}         # rank -> last tokens/s
+        self._mfu: dict[int, float] = {}            # rank -> MFU, mean of SMOOTH steps
         self._t_first: float | None = None
         self._numbers_at = 0.0
         self._numbers_later: threading.Timer | None = None
@@ -153,6 +156,11 @@ class Dashboard(StaticFallback, W.VBox):
         thr = rec.samples_per_s
         if "tokens" in rec.extra and rec.t_step > 0:
             self._tokens[r] = rec.extra["tokens"] / rec.t_step
+        if rec.extra.get("mfu") is not None:
+            if not self.plot.readouts:
+                self.plot.readouts = [{"key": "mfu", "label": "MFU", "format": "percent"}]
+            self._mfu[r] = self._smoothed(("mfu", r), rec.extra["mfu"])
+            self.plot.set_value("mfu", sum(self._mfu.values()) / len(self._mfu))
         if self._multi:
             self._rank_series(r)
             self.plot.append(f"loss:{r}", [k], [rec.loss])

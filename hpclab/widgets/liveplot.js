@@ -7,6 +7,9 @@
 // stacked horizontal bars; the model's `k` cuts series marked `cut` after point k (the
 // playground's step slider, linked in the browser).
 //
+// Readouts (the model's `readouts`): the latest value of each key ("values" in the
+// messages), written as text in a row above the canvas at each frame.
+//
 // The canvas carries `canvas.hpclab` (points per series, draws, and the latency from each
 // record's time stamp to the frame that showed it) for the browser tests.
 
@@ -23,7 +26,7 @@ const stores = new Map();
 function store(model) {
   const uid = model.get("uid");
   if (!stores.has(uid)) {
-    stores.set(uid, { series: {}, bars: {}, views: new Set(), unseen: [],
+    stores.set(uid, { series: {}, bars: {}, values: {}, views: new Set(), unseen: [],
                       latencies: [], draws: 0, messages: 0, limits: {} });
   }
   return stores.get(uid);
@@ -34,6 +37,7 @@ function apply(st, msg) {
   if (msg.kind === "reset") {
     st.series = {};
     st.bars = {};
+    st.values = {};
     st.limits = {};
   }
   for (const [id, [xs, ys]] of Object.entries(msg.data || {})) {
@@ -46,6 +50,7 @@ function apply(st, msg) {
     }
   }
   for (const [panel, bars] of Object.entries(msg.bars || {})) st.bars[panel] = bars;
+  Object.assign(st.values, msg.values || {});
   if (msg.t) for (const t of msg.t) st.unseen.push(t);
 }
 
@@ -124,7 +129,31 @@ function limits(st, panel, seriesDefs, axis) {
 }
 
 // -- drawing ----------------------------------------------------------------------------
+function readoutText(def, v) {
+  if (v === undefined || v === null) return `${def.label} —`;
+  if (def.format === "percent") return `${def.label} ${(100 * v).toPrecision(3)} %`;
+  return `${def.label} ${+v.toPrecision(4)}`;
+}
+
+function drawReadouts(view) {
+  const defs = view.model.get("readouts") || [];
+  view.readouts.style.display = defs.length ? "flex" : "none";
+  while (view.readouts.children.length > defs.length) view.readouts.lastChild.remove();
+  defs.forEach((def, i) => {
+    let span = view.readouts.children[i];
+    if (!span) {
+      span = document.createElement("span");
+      span.className = "hpclab-liveplot-readout";
+      view.readouts.appendChild(span);
+    }
+    span.dataset.key = def.key;
+    const text = readoutText(def, view.st.values[def.key]);
+    if (span.textContent !== text) span.textContent = text;
+  });
+}
+
 function draw(view) {
+  drawReadouts(view);
   const { model, canvas, st } = view;
   const panels = model.get("panels"), defs = model.get("series");
   const dpr = window.devicePixelRatio || 1;
@@ -349,17 +378,23 @@ function initialize({ model }) {
 
 function render({ model, el }) {
   const st = store(model);
+  const readouts = document.createElement("div");
+  readouts.className = "hpclab-liveplot-readouts";
+  readouts.style.cssText = "display:none;gap:18px;font:bold 14px sans-serif;color:#222;" +
+                           "padding:2px 0 4px 62px";
+  el.appendChild(readouts);
   const canvas = document.createElement("canvas");
   canvas.className = "hpclab-liveplot";
   canvas.hpclab = st;
   el.appendChild(canvas);
-  const view = { model, el, canvas, st, pending: false };
+  const view = { model, el, canvas, readouts, st, pending: false };
   st.views.add(view);
   const redraw = () => schedule(view);
   model.on("change:k", redraw);
   model.on("change:panels", redraw);
   model.on("change:series", redraw);
   model.on("change:height", redraw);
+  model.on("change:readouts", redraw);
   const observer = new ResizeObserver(redraw);
   observer.observe(el);
   schedule(view);
@@ -370,6 +405,7 @@ function render({ model, el }) {
     model.off("change:panels", redraw);
     model.off("change:series", redraw);
     model.off("change:height", redraw);
+    model.off("change:readouts", redraw);
   };
 }
 

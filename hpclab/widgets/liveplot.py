@@ -5,6 +5,8 @@
     display(plot)
     plot.append("mean", [step], [loss])      # any thread: buffered (microseconds)
     plot.push()                              # send what is buffered, when due
+    plot = LivePlot(panels, readouts=[{"key": "mfu", "label": "MFU", "format": "percent"}])
+    plot.set_value("mfu", 0.031)             # the browser shows "MFU 3.10 %" above the plot
 
 The JavaScript is `liveplot.js`, shipped in this package (nothing is fetched at run
 time) and loaded by anywidget. Only deltas travel: every message carries the points that
@@ -16,7 +18,7 @@ left behind. The browser draws at most once per animation frame, whatever arrive
 between (frames are dropped, never queued).
 
 Messages (kernel → browser): {"kind": "append" | "replace" | "reset", "data": {series:
-[xs, ys]}, "bars": {panel: bars}, "t": [record times]}; a new view of the model (a page
+[xs, ys]}, "bars": {panel: bars}, "values": {key: latest number}, "t": [record times]}; a new view of the model (a page
 reload) sends {"kind": "hello"} and gets a "reset" with everything so far. `t` holds
 the time.time() at which each step ended: the browser measures from it to the frame
 that shows the point (`canvas.hpclab.latencies`), the kernel to the moment it sent it
@@ -25,7 +27,10 @@ that shows the point (`canvas.hpclab.latencies`), the kernel to the moment it se
 Panels: {"id", "title", "xlabel", "kind": "xy" | "bars", "weight", "xlim", "ylim",
 "ylog", "legend"}. Series: {"id", "panel", "color", "width", "alpha", "label",
 "mode": "line" | "points" | "head", "cut" (show points 0..k only, k = `plot.k`),
-"source" (draw another series' data)}.
+"source" (draw another series' data)}. Readouts: {"key", "label", "format": "percent" |
+"number"}: the latest value sent for `key` (set_value), written by the browser as text in
+a row above the canvas (`.hpclab-liveplot-readout`, one span per readout, "—" before the
+first value).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class LivePlot(anywidget.AnyWidget):
     height = T.Int(300).tag(sync=True)
     max_width = T.Int(1360).tag(sync=True)
     uid = T.Unicode().tag(sync=True)      # names the browser's data store of this plot
+    readouts = T.List(T.Dict()).tag(sync=True)
 
     def __init__(self, panels, series=(), height: int = 300, interval: float = 0.1, **kwargs):
         if interval < 0:
@@ -80,8 +86,10 @@ class LivePlot(anywidget.AnyWidget):
         self.stats = StreamStats()
         self._data: dict[str, tuple[list, list]] = {}     # everything sent, for a reset
         self._bars: dict[str, dict] = {}
+        self._values: dict[str, float | None] = {}
         self._pending: dict[str, tuple[list, list]] = {}
         self._pending_bars: dict[str, dict] = {}
+        self._pending_values: dict[str, float | None] = {}
         self._pending_t: list[float] = []
         self._buffer_lock = threading.Lock()    # producers append, the sender takes
         self._send_lock = threading.Lock()      # one message at a time, in order
@@ -116,6 +124,16 @@ class LivePlot(anywidget.AnyWidget):
         with self._buffer_lock:
             self._pending_bars[panel] = {"rows": rows, "legend": [list(x) for x in legend]}
 
+    def set_value(self, key: str, value) -> None:
+        """The latest value of a readout (sent with the next message; replaces)."""
+        with self._buffer_lock:
+            self._pending_values[key] = compact(value)
+
+    def value(self, key: str) -> float | None:
+        """The latest value of `key` sent to the browser (None before the first)."""
+        with self._send_lock:
+            return self._values.get(key)
+
     def replace(self, data: dict) -> None:
         """Set whole series at once, {id: (xs, ys)}, and send now (the playground)."""
         data = {sid: ([compact(x) for x in xs], [compact(y) for y in ys])
@@ -144,8 +162,9 @@ class LivePlot(anywidget.AnyWidget):
             with self._buffer_lock:
                 data, self._pending = self._pending, {}
                 bars, self._pending_bars = self._pending_bars, {}
+                values, self._pending_values = self._pending_values, {}
                 times, self._pending_t = self._pending_t, []
-            if not (data or bars):
+            if not (data or bars or values):
                 return False
             t0 = time.perf_counter()
             for sid, (xs, ys) in data.items():
@@ -154,9 +173,12 @@ class LivePlot(anywidget.AnyWidget):
                 ky.extend(ys)
                 self.stats.points += len(xs)
             self._bars.update(bars)
+            self._values.update(values)
             msg = {"kind": "append", "data": data}
             if bars:
                 msg["bars"] = bars
+            if values:
+                msg["values"] = values
             if times:
                 msg["t"] = [round(t, 3) for t in times]
             self._post(msg)
@@ -176,7 +198,8 @@ class LivePlot(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("kind") == "hello":
             self.flush()
             with self._send_lock:
-                self._post({"kind": "reset", "data": self._data, "bars": self._bars})
+                self._post({"kind": "reset", "data": self._data, "bars": self._bars,
+                            "values": self._values})
 
     # -- the timer thread: sends what push() left for later ------------------------------
     def _arm(self) -> None:

@@ -8,7 +8,9 @@ in Notebook 7 (headless Chromium, 1400 px wide) and runs it cell by cell as a st
    and the per-rank colours in the loss and the throughput boxes reach as far to the
    right as the steps received say (the x axis spans the whole run: step s sits at
    s / (1.02·STEPS) of the box), read off an element screenshot: what is on the
-   screen, not what the kernel meant to send; the time-split box holds its bars;
+   screen, not what the kernel meant to send; the time-split box holds its bars; the
+   MFU readout above the plot (the Trainer's records carry the model FLOPs utilisation)
+   shows a percentage between 0 and 100;
 3. the next cell runs while training continues (the kernel is not blocked);
 4. JupyterLab: the job runs to its end; the picture reaches the right end and the status
    says "done". Notebook 7: Stop ends the job early; the picture freezes where the
@@ -22,6 +24,8 @@ pictures' checks. Screenshots of each stage go to the artifacts folder.
 from __future__ import annotations
 
 import json
+import math
+import re
 import statistics
 import time
 
@@ -39,20 +43,37 @@ POINTS = ".widget-text input[type='number']"
 # any way of drawing it
 PLOT = "canvas.hpclab-liveplot, .jupyter-matplotlib-canvas-div canvas"
 STOP = ".jupyter-widgets.widget-button.mod-danger"
+MFU = ".hpclab-liveplot-readout[data-key='mfu']"
+MFU_TEXT = re.compile(r"MFU (\d+(?:\.\d+)?(?:e[-+]?\d+)?) %")
+KERNEL_MFU = 'print(f"kernel MFU {100 * dash.plot.value(\'mfu\'):.6g} %")'
 
 
 def _points(page) -> int:
     return int(page.input_value(POINTS) or 0)
 
 
-def _prepare(root, steps: int) -> int:
-    """Set STEPS in the copied notebook; return the index of the dashboard cell."""
+def _prepare(root, steps: int) -> tuple[int, int]:
+    """Set STEPS in the copied notebook and append a cell printing the kernel's MFU;
+    return the indices of the dashboard cell and of that cell."""
     path = root / "live_dashboard.ipynb"
     nb = json.loads(path.read_text())
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     params["source"] = "".join(params["source"]) + f"\nSTEPS = {steps}  # set by the test\n"
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None,
+                        "outputs": [], "source": KERNEL_MFU})
     path.write_text(json.dumps(nb))
-    return next(i for i, c in enumerate(nb["cells"]) if "Dashboard.for_job" in "".join(c["source"]))
+    dash = next(i for i, c in enumerate(nb["cells"]) if "Dashboard.for_job" in "".join(c["source"]))
+    return dash, len(nb["cells"]) - 1
+
+
+def _mfu(page, where: str) -> float:
+    """The MFU the page shows above the plot, in percent."""
+    text = page.text_content(MFU) or ""
+    match = MFU_TEXT.fullmatch(text.strip())
+    assert match, f"{where}: the MFU readout says {text!r}, not 'MFU x %'"
+    value = float(match.group(1))
+    assert 0 < value <= 100, f"{where}: MFU {value} % is not in (0, 100]"
+    return value
 
 
 def _check_picture(page, pixels, steps: int, where: str) -> tuple[float, float]:
@@ -80,14 +101,14 @@ def _check_picture(page, pixels, steps: int, where: str) -> tuple[float, float]:
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_live_dashboard_on_two_engines(lab, page, artifacts, pixels, frontend):
     steps = STEPS[frontend]
-    dash_cell = _prepare(lab.root, steps)
+    dash_cell, mfu_cell = _prepare(lab.root, steps)
     try:
-        _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell)
+        _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell, mfu_cell)
     finally:
         page.screenshot(path=artifacts / f"{frontend}-dashboard-last.png", full_page=True)
 
 
-def _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell):
+def _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell, mfu_cell):
     lab.open(page, "live_dashboard.ipynb", frontend)
     lab.run_cells(page, range(dash_cell + 1))
     page.wait_for_selector(PLOT, state="attached", timeout=180_000)
@@ -103,7 +124,9 @@ def _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell):
         if _points(page) >= RANKS * steps:
             break
         time.sleep(1.5)
-        seen.append(_check_picture(page, pixels, steps, f"training, look {len(seen) + 1}"))
+        where = f"training, look {len(seen) + 1}"
+        seen.append(_check_picture(page, pixels, steps, where))
+        print(f"{where}: MFU {_mfu(page, where)} %")
     assert len(seen) >= 2, f"the job ended before two looks at the picture: {seen}"
 
     # 3. the kernel is free: the next cell prints while the job still trains
@@ -145,3 +168,11 @@ def _run_and_watch(lab, page, artifacts, pixels, frontend, steps, dash_cell):
     page.screenshot(path=artifacts / f"{frontend}-dashboard-final.png")
     lab.run_cells(page, [dash_cell + 5])                 # cluster.close()
     lab.wait_idle(timeout=120)
+    shown = _mfu(page, "the end")
+    lab.run_cells(page, [mfu_cell])
+    printed = page.wait_for_selector("text=/kernel MFU [-+.e0-9]+ %/", timeout=60_000)
+    kernel = float(re.search(r"kernel MFU ([-+.e0-9]+) %", printed.text_content()).group(1))
+    # the page rounds to 3 significant digits: half a unit of the third
+    assert abs(shown - kernel) <= 0.5 * 10 ** (math.floor(math.log10(kernel)) - 2) + 1e-12, \
+        f"the page shows MFU {shown} %, the kernel holds {kernel} %"
+    print(f"{frontend}: MFU on the page {shown} %, in the kernel {kernel} %")
