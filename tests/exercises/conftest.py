@@ -3,14 +3,43 @@
 Autograding runs real kernels (seconds per notebook), so the module fixtures grade the
 assignments named by the tests that this pytest run selected (`-k b2_adam` grades one),
 and every assignment when the whole directory runs.
+
+Exercises whose grader submits real jobs (SLURM_EXERCISES) are graded on the slurm tier's
+single-node Slurm: when a selected slow test grades one, the `slurm` fixture of
+tests/slurm/conftest.py starts it (`.ci/slurm/start`) and exports its SLURM_CONF, which
+the notebooks' kernels inherit. If it cannot start, the session goes on without it and
+those exercises' graders fail saying that there is no Slurm (they never pass unchecked).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "hpclab_tests_slurm_conftest", Path(__file__).resolve().parents[1] / "slurm" / "conftest.py")
+_slurm_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_slurm_conftest)
+slurm = _slurm_conftest.slurm      # the slurm tier's fixture, shared, not copied
+
+SLURM_EXERCISES = {"a1_slurm_job"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _slurm_for_exercises(request):
+    """Start the test Slurm when this run grades an exercise that submits jobs."""
+    graded = {v for item in request.session.items if item.get_closest_marker("slow")
+              and hasattr(item, "callspec") for v in item.callspec.params.values()}
+    if graded & SLURM_EXERCISES:
+        try:
+            request.getfixturevalue("slurm")
+        except pytest.fail.Exception as exc:
+            warnings.warn(f"no test Slurm ({exc}); {sorted(SLURM_EXERCISES)} will fail "
+                          "with the grader's 'no Slurm' message", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
