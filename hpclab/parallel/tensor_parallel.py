@@ -37,7 +37,11 @@ import torch
 from torch import nn
 
 from hpclab import comm
-from hpclab.parallel.sequence_parallel import gather_from_sequence, reduce_scatter_to_sequence
+from hpclab.parallel.sequence_parallel import (
+    gather_from_sequence,
+    gathered_linear,
+    reduce_scatter_to_sequence,
+)
 
 ALGORITHM = "torch"   # torch.distributed's collectives; "ring": messages in comm.tracing()
 
@@ -159,12 +163,19 @@ class ColumnParallelLinear(nn.Module):
     """Rank i holds W_i (rows of W) and b_i; returns Y_i, or the whole Y if gather_output.
 
     sequence_parallel: the input is this rank's slice of the sequence (dim 1 of (B, T, C));
-    it is all-gathered along the sequence (backward: reduce-scatter) instead of f."""
+    it is all-gathered along the sequence (backward: reduce-scatter) instead of f.
+    regather (with sequence_parallel): keep only the slice for backward and all-gather it
+    again there (Megatron's memory saving; sequence_parallel.gathered_linear)."""
 
     def __init__(self, in_features: int, out_features: int, ctx, bias: bool = True,
                  gather_output: bool = True, dtype=None, device=None,
-                 sequence_parallel: bool = False, algorithm: str = ALGORITHM):
+                 sequence_parallel: bool = False, algorithm: str = ALGORITHM,
+                 regather: bool = False):
         super().__init__()
+        if regather and not sequence_parallel:
+            raise ValueError("regather=True needs sequence_parallel=True (without it the "
+                             "input is whole on every rank: there is nothing to gather)")
+        self.regather = regather
         if out_features < ctx.world_size:
             raise ValueError(f"out_features ({out_features}) must be >= world_size "
                              f"({ctx.world_size}) to give every rank a column")
@@ -192,11 +203,14 @@ class ColumnParallelLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sequence_parallel:
-            x = gather_from_sequence(x, self.ctx, self.algorithm)
+        if self.regather:
+            y = gathered_linear(x, self.weight, self.bias, self.ctx, self.algorithm)
         else:
-            x = copy_to_parallel(x, self.ctx, self.algorithm)
-        y = nn.functional.linear(x, self.weight, self.bias)
+            if self.sequence_parallel:
+                x = gather_from_sequence(x, self.ctx, self.algorithm)
+            else:
+                x = copy_to_parallel(x, self.ctx, self.algorithm)
+            y = nn.functional.linear(x, self.weight, self.bias)
         if self.gather_output:
             y = _GatherFromParallel.apply(y, self.sizes, self.ctx, self.algorithm)
         return y
