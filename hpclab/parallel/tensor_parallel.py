@@ -21,12 +21,14 @@ of the second. Megatron-LM (Shoeybi et al. 2019, §3) names the two conjugate op
 and every communication operator here is an autograd function, so the backward pass is
 derived by torch from these pairs. The collectives are hpclab.comm's, `algorithm`
 "torch" by default (torch.distributed's: one c10d call per collective); with "ring" (or
-any other of hpclab.comm's algorithms) a `comm.tracing()` block sees every message. With sequence_parallel=True (sequence_parallel.py) the
-column-parallel layer all-gathers its input along the sequence instead of f, and the
-row-parallel layer reduce-scatters its output along the sequence instead of g.
+any other of hpclab.comm's algorithms) a `comm.tracing()` block sees every message.
+With sequence_parallel=True (sequence_parallel.py) the column-parallel layer all-gathers
+its input along the sequence instead of f, and the row-parallel layer reduce-scatters
+its output along the sequence instead of g. `gather_parameters` puts the shards back
+together as the single-process tensors (each parameter records its cut, `tp_shard`).
 
     ctx = ...  # a DistContext (from cluster.run or run_local)
-    fc1 = ColumnParallelLinear.from_linear(full_fc1, ctx)              # Y_i, not gathered
+    fc1 = ColumnParallelLinear.from_linear(full_fc1, ctx, gather_output=False)   # Y_i
     fc2 = RowParallelLinear.from_linear(full_fc2, ctx, input_is_parallel=True)
     y = fc2(torch.relu(fc1(x)))   # equals full_fc2(relu(full_fc1(x))) on every rank
 """

@@ -2,8 +2,9 @@
 
 - a TP+SP block equals the single-process Block, forward and backward (this rank's
   positions of the output and input gradient; every parameter's gradient gathered);
-- from our comm traces (algorithm="ring"): a TP block communicates with all-reduces only, a TP+SP block
-  with all-gathers and reduce-scatters only, and both send the same bytes;
+- from our comm traces (algorithm="ring"): a TP block communicates with all-reduces
+  only, a TP+SP block with all-gathers and reduce-scatters only, and both send the same
+  bytes (Megatron's regather: two more all-gathers);
 - the activation bytes each rank keeps for backward are hpclab.memory's calculator's
   (Korthikanti §4.2), for TP, TP+SP and TP+SP with Megatron's regather;
 - the whole tiny transformer with TP and with TP+SP blocks trains the same loss curve
