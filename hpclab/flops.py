@@ -61,8 +61,12 @@ def training_flops(model: nn.Module, inputs: torch.Tensor) -> float:
     A model with a transformer `cfg` (n_layers, d_model; TinyTransformer) and token ids
     (B, T): T·(6N + 12·L·d·T); any other model: 6N, N its linear layers' weights (exact
     for an MLP; a convolution's FLOPs are not counted). DDP-style wrappers are unwrapped
-    (`.module`)."""
+    (`.module`). A tensor-parallel model is refused: MFU counts the model's FLOPs once
+    over the t ranks' peaks, so pass the single-process model and divide by t."""
     model = getattr(model, "module", model)
+    if any(hasattr(p, "tp_shard") for p in model.parameters()):
+        raise ValueError("training_flops of a tensor-parallel model: pass the single-process "
+                         "model and divide by t (each of the t ranks does 1/t of its FLOPs)")
     cfg = getattr(model, "cfg", None)
     n = linear_weights(model)
     if cfg is not None and hasattr(cfg, "n_layers") and inputs.ndim == 2:

@@ -24,6 +24,7 @@ from hpclab.flops import (
     training_flops,
 )
 from hpclab.parallel import TrainerConfig
+from hpclab.parallel.tp_transformer import ParallelTransformer
 from hpclab.parallel.worker import RankJob, train_rank
 from hpclab.problems.models import make_mlp
 from hpclab.problems.transformer import lm_loss, tiny_transformer
@@ -57,6 +58,14 @@ def test_mlp_flops_are_6n_per_sample():
     # sample); 6N counts it, as the practitioners' formula does
     first = model[0].weight.numel()
     assert 5 * training_flops(model, x) - 2 * first * 5 == counted
+
+
+def test_a_tensor_parallel_model_is_refused():
+    class Ctx:
+        rank, world_size, group = 0, 2, None
+    from_tp = ParallelTransformer(tiny_transformer(11, block_size=8, d_model=16), Ctx())
+    with pytest.raises(ValueError, match="divide by t"):
+        training_flops(from_tp, torch.zeros(1, 8, dtype=torch.long))
 
 
 def test_peak_on_the_cpu_is_measured():

@@ -23,6 +23,14 @@ parameters inside it (the LayerNorms, the row-parallel biases) see only T/t posi
 their gradients are partial sums, marked `param.sequence_parallel = True` and summed over
 the ranks after backward by `all_reduce_sequence_parallel_grads`.
 
+Memory, textbook and tuned. Composed from autograd (`gather_from_sequence` then the
+linear layer), the column-parallel layer's gathered input (B, T, C) is what autograd
+keeps for ∂J/∂W, so the LayerNorm, dropout and residual tensors are split t ways but
+the two linear inputs are not. `gathered_linear` (regather=True in the layers) is
+Megatron's way: keep this rank's (B, T/t, C) slice and all-gather it again in backward,
+one more all-gather per column-parallel layer for 1/t of its input's memory; then a
+block holds exactly sbh/t·(34 + 5as/h) (hpclab.memory's calculator, §4.2.2).
+
 The sequence is dim 1 of (B, T, C) and T must be divisible by t. The collectives are
 hpclab.comm's all_gather / reduce_scatter (which cut a flat buffer into rank-order
 chunks), so the sequence is moved to the front first, as Megatron keeps its (T, B, C)
@@ -124,6 +132,31 @@ class _GatherSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return _my_slice(grad, ctx.dist_ctx), None, None
+
+
+class _GatheredLinear(torch.autograd.Function):
+    """Y = g(X) Wᵀ + b keeping only X (this rank's slice): backward all-gathers X again
+    for ∂J/∂W = ∂J/∂Yᵀ g(X) and reduce-scatters ∂J/∂g(X) = ∂J/∂Y W."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, dist_ctx, algorithm):
+        ctx.dist_ctx, ctx.algorithm, ctx.has_bias = dist_ctx, algorithm, bias is not None
+        ctx.save_for_backward(x, weight)
+        return nn.functional.linear(_all_gather_seq(x, dist_ctx, algorithm), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        total = _all_gather_seq(x, ctx.dist_ctx, ctx.algorithm)
+        grad_x = _reduce_scatter_seq(grad @ weight, ctx.dist_ctx, ctx.algorithm)
+        grad_w = grad.reshape(-1, grad.shape[-1]).t() @ total.reshape(-1, total.shape[-1])
+        grad_b = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
+        return grad_x, grad_w, grad_b, None, None
+
+
+def gathered_linear(x, weight, bias, ctx, algorithm: str = "torch") -> torch.Tensor:
+    """g then a linear layer, keeping only this rank's slice of x for backward."""
+    return _GatheredLinear.apply(x, weight, bias, ctx, algorithm)
 
 
 def gather_from_sequence(x, ctx, algorithm: str = "torch") -> torch.Tensor:

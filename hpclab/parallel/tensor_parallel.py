@@ -21,12 +21,14 @@ of the second. Megatron-LM (Shoeybi et al. 2019, §3) names the two conjugate op
 and every communication operator here is an autograd function, so the backward pass is
 derived by torch from these pairs. The collectives are hpclab.comm's, `algorithm`
 "torch" by default (torch.distributed's: one c10d call per collective); with "ring" (or
-any other of hpclab.comm's algorithms) a `comm.tracing()` block sees every message. With sequence_parallel=True (sequence_parallel.py) the
-column-parallel layer all-gathers its input along the sequence instead of f, and the
-row-parallel layer reduce-scatters its output along the sequence instead of g.
+any other of hpclab.comm's algorithms) a `comm.tracing()` block sees every message.
+With sequence_parallel=True (sequence_parallel.py) the column-parallel layer all-gathers
+its input along the sequence instead of f, and the row-parallel layer reduce-scatters
+its output along the sequence instead of g. `gather_parameters` puts the shards back
+together as the single-process tensors (each parameter records its cut, `tp_shard`).
 
     ctx = ...  # a DistContext (from cluster.run or run_local)
-    fc1 = ColumnParallelLinear.from_linear(full_fc1, ctx)              # Y_i, not gathered
+    fc1 = ColumnParallelLinear.from_linear(full_fc1, ctx, gather_output=False)   # Y_i
     fc2 = RowParallelLinear.from_linear(full_fc2, ctx, input_is_parallel=True)
     y = fc2(torch.relu(fc1(x)))   # equals full_fc2(relu(full_fc1(x))) on every rank
 """
@@ -37,7 +39,11 @@ import torch
 from torch import nn
 
 from hpclab import comm
-from hpclab.parallel.sequence_parallel import gather_from_sequence, reduce_scatter_to_sequence
+from hpclab.parallel.sequence_parallel import (
+    gather_from_sequence,
+    gathered_linear,
+    reduce_scatter_to_sequence,
+)
 
 ALGORITHM = "torch"   # torch.distributed's collectives; "ring": messages in comm.tracing()
 
@@ -159,12 +165,19 @@ class ColumnParallelLinear(nn.Module):
     """Rank i holds W_i (rows of W) and b_i; returns Y_i, or the whole Y if gather_output.
 
     sequence_parallel: the input is this rank's slice of the sequence (dim 1 of (B, T, C));
-    it is all-gathered along the sequence (backward: reduce-scatter) instead of f."""
+    it is all-gathered along the sequence (backward: reduce-scatter) instead of f.
+    regather (with sequence_parallel): keep only the slice for backward and all-gather it
+    again there (Megatron's memory saving; sequence_parallel.gathered_linear)."""
 
     def __init__(self, in_features: int, out_features: int, ctx, bias: bool = True,
                  gather_output: bool = True, dtype=None, device=None,
-                 sequence_parallel: bool = False, algorithm: str = ALGORITHM):
+                 sequence_parallel: bool = False, algorithm: str = ALGORITHM,
+                 regather: bool = False):
         super().__init__()
+        if regather and not sequence_parallel:
+            raise ValueError("regather=True needs sequence_parallel=True (without it the "
+                             "input is whole on every rank: there is nothing to gather)")
+        self.regather = regather
         if out_features < ctx.world_size:
             raise ValueError(f"out_features ({out_features}) must be >= world_size "
                              f"({ctx.world_size}) to give every rank a column")
@@ -192,11 +205,14 @@ class ColumnParallelLinear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sequence_parallel:
-            x = gather_from_sequence(x, self.ctx, self.algorithm)
+        if self.regather:
+            y = gathered_linear(x, self.weight, self.bias, self.ctx, self.algorithm)
         else:
-            x = copy_to_parallel(x, self.ctx, self.algorithm)
-        y = nn.functional.linear(x, self.weight, self.bias)
+            if self.sequence_parallel:
+                x = gather_from_sequence(x, self.ctx, self.algorithm)
+            else:
+                x = copy_to_parallel(x, self.ctx, self.algorithm)
+            y = nn.functional.linear(x, self.weight, self.bias)
         if self.gather_output:
             y = _GatherFromParallel.apply(y, self.sizes, self.ctx, self.algorithm)
         return y

@@ -67,7 +67,7 @@ class ParallelSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, ctx, dropout: float = 0.0,
                  selective: bool = False, sequence_parallel: bool = False,
-                 algorithm: str = ALGORITHM, dtype=None, device=None):
+                 algorithm: str = ALGORITHM, dtype=None, device=None, regather: bool = False):
         super().__init__()
         t = ctx.world_size
         _check_divisible("n_heads", n_heads, t)
@@ -79,7 +79,8 @@ class ParallelSelfAttention(nn.Module):
         self.local_heads, self.d_head = n_heads // t, d_model // n_heads
         kw = {"sequence_parallel": sequence_parallel, "algorithm": algorithm,
               "dtype": dtype, "device": device}
-        self.qkv = ColumnParallelLinear(d_model, 3 * d_model, ctx, gather_output=False, **kw)
+        self.qkv = ColumnParallelLinear(d_model, 3 * d_model, ctx, gather_output=False,
+                                        regather=regather, **kw)
         local = [d_model // t] * t
         mark_shard(self.qkv.weight, 0, local, pieces=3)
         mark_shard(self.qkv.bias, 0, local, pieces=3)
@@ -116,13 +117,14 @@ class ParallelSelfAttention(nn.Module):
                                               dropout_p=self.dropout if self.training else 0.0)
 
 
-def parallel_mlp(mlp: nn.Sequential, ctx, **kwargs) -> nn.Sequential:
+def parallel_mlp(mlp: nn.Sequential, ctx, regather: bool = False, **kwargs) -> nn.Sequential:
     """Block.mlp = (W₁, GELU, W₂, dropout) with column-parallel W₁ (4C/t hidden units on
     this rank) and row-parallel W₂; the same layout, so parameter names match Block's."""
     fc1, gelu, fc2, drop = mlp
     _check_divisible("the MLP's hidden size", fc1.out_features, ctx.world_size)
     return nn.Sequential(
-        ColumnParallelLinear.from_linear(fc1, ctx, gather_output=False, **kwargs),
+        ColumnParallelLinear.from_linear(fc1, ctx, gather_output=False, regather=regather,
+                                         **kwargs),
         copy.deepcopy(gelu),
         RowParallelLinear.from_linear(fc2, ctx, input_is_parallel=True, **kwargs),
         copy.deepcopy(drop))
@@ -130,12 +132,14 @@ def parallel_mlp(mlp: nn.Sequential, ctx, **kwargs) -> nn.Sequential:
 
 class ParallelBlock(nn.Module):
     """Pre-norm block h ← h + Attn(LN(h)); h ← h + MLP(LN(h)) with TP attention and MLP.
-    With sequence_parallel, h is this rank's (B, T/t, C) and the LayerNorms are partial."""
+    With sequence_parallel, h is this rank's (B, T/t, C) and the LayerNorms are partial;
+    regather: the column-parallel layers keep only h's slice (sequence_parallel.py)."""
 
     def __init__(self, block: Block, ctx, sequence_parallel: bool = False,
-                 algorithm: str = ALGORITHM):
+                 algorithm: str = ALGORITHM, regather: bool = False):
         super().__init__()
-        kw = {"sequence_parallel": sequence_parallel, "algorithm": algorithm}
+        kw = {"sequence_parallel": sequence_parallel, "algorithm": algorithm,
+              "regather": regather}
         self.ln1, self.ln2 = copy.deepcopy(block.ln1), copy.deepcopy(block.ln2)
         if sequence_parallel:
             mark_sequence_parallel(self.ln1)
@@ -159,15 +163,15 @@ class ParallelTransformer(nn.Module):
     replicated (every rank computes them whole, and gets their whole gradient)."""
 
     def __init__(self, model: TinyTransformer, ctx, sequence_parallel: bool = False,
-                 algorithm: str = ALGORITHM):
+                 algorithm: str = ALGORITHM, regather: bool = False):
         super().__init__()
         self.cfg, self.ctx = model.cfg, ctx
         self.sequence_parallel, self.algorithm = sequence_parallel, algorithm
         if sequence_parallel:
             _check_divisible("block_size", model.cfg.block_size, ctx.world_size)
         self.tok_emb, self.pos_emb = copy.deepcopy(model.tok_emb), copy.deepcopy(model.pos_emb)
-        self.blocks = nn.Sequential(*[ParallelBlock(b, ctx, sequence_parallel, algorithm)
-                                      for b in model.blocks])
+        self.blocks = nn.Sequential(*[ParallelBlock(b, ctx, sequence_parallel, algorithm,
+                                                    regather) for b in model.blocks])
         self.ln_f, self.head = copy.deepcopy(model.ln_f), copy.deepcopy(model.head)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,9 @@ left behind. The browser draws at most once per animation frame, whatever arrive
 between (frames are dropped, never queued).
 
 Messages (kernel → browser): {"kind": "append" | "replace" | "reset", "data": {series:
-[xs, ys]}, "bars": {panel: bars}, "values": {key: latest number}, "t": [record times]}; a new view of the model (a page
-reload) sends {"kind": "hello"} and gets a "reset" with everything so far. `t` holds
+[xs, ys]}, "bars": {panel: bars}, "values": {key: latest number}, "t": [record times]};
+a new view of the model (a page reload) sends {"kind": "hello"} and gets a "reset" with
+everything so far. `t` holds
 the time.time() at which each step ended: the browser measures from it to the frame
 that shows the point (`canvas.hpclab.latencies`), the kernel to the moment it sent it
 (`plot.stats.latencies`).
