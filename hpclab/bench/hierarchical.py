@@ -2,7 +2,7 @@
 nodes, measured and as the two-level cost model predicts it.
 
     sudo hpclab vcluster up --nodes 2 --cpus-per-node 2 --link 1gbit
-    SLURM_CONF=/tmp/hpclab-vcluster/slurm.conf hpclab bench hierarchical   # 2 nodes × 2 ranks
+    hpclab bench hierarchical           # 2 nodes × 2 ranks (SLURM_CONF: the vcluster's if unset)
     hpclab bench hierarchical --local      # 4 local processes as 2 "nodes" (no slow link)
 
 On the engines: `calibrate()` measures both link classes (cost_model.TwoLevel: α, β inside
@@ -15,11 +15,13 @@ error; the reference is the flat ring measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from hpclab.cluster.vcluster import VCluster
 from hpclab.comm import cost_model
 from hpclab.comm.measure import calibrate, time_all_reduces
 
@@ -80,6 +82,9 @@ def run(cfg: Config) -> tuple[dict, str]:
                         ranks_per_node=cfg.ranks_per_node)
         return out[0], f"{p} local processes as {cfg.nodes} nodes × {cfg.ranks_per_node}"
     import hpclab
+    vc = VCluster.load()
+    if vc is not None and "SLURM_CONF" not in os.environ:   # the virtual cluster's Slurm
+        os.environ.update(vc.env())
     with hpclab.connect(n=p, engines="slurm", nodes=cfg.nodes, time="30",
                         timeout=cfg.timeout) as cluster:
         hosts = cluster.hosts

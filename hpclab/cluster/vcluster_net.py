@@ -134,6 +134,7 @@ def remove(netns: list[str], links: list[str]) -> list[str]:
     for name in links:
         if exists_link(name):
             out = sh("ip", "link", "del", name, check=False)
-            if out.returncode:
+            # the kernel may still have been removing a veth whose namespace end just went
+            if out.returncode and exists_link(name):
                 problems.append(f"link {name}: {out.stderr.strip()}")
     return problems

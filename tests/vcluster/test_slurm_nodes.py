@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import hpclab
+from hpclab.bench import hierarchical as bench
 from hpclab.cluster import doctor
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vcluster, pytest.mark.cluster, pytest.mark.unit_a]
@@ -125,3 +126,12 @@ def test_calibration_sees_two_link_classes_and_ddp_follows_the_model(engines):
     assert same_path            # DDP's buckets run what the two-level model picks
     assert all(o[:4] == out[0][:4] for o in out)   # every rank chose the same
     assert max(o[4] for o in out) < 1e-5
+
+
+def test_the_hierarchical_bench_runs_on_the_nodes(engines):
+    out = engines.run(bench.measure, [4 << 20], 2)
+    assert all(o["rows"][0]["auto"] == out[0]["rows"][0]["auto"] for o in out)
+    measured, predicted, _ = bench.speedups(out[0]["rows"][0])
+    assert measured > 0 and predicted > 0          # the figures; no timing assertion
+    text = bench.table(out[0])
+    assert "two link classes, 2 ranks per node" in text and "   4 MiB" in text
