@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.cluster, pytest.mark.slow,
               pytest.mark.timeout(1500)]
 
 # assignment -> {name: (replacements in the solution cell, failing test or None if right)},
-# one file per assignment: wrong_submissions/<assignment>.py
+# one file per assignment: wrong_submissions/<assignment>.py. The failing test may be a
+# pair (test, regular expression its error message must match).
 WRONG = Path(__file__).parent / "wrong_submissions"
 
 
@@ -102,9 +103,13 @@ def test_submission_scores_what_it_deserves(assignment, name, graded):
         assert score.score == score.max_score and not score.failures, \
             f"a correct {name} form loses points: {score}"
     else:
+        expected, pattern = expected if isinstance(expected, tuple) else (expected, None)
         assert score.score < score.max_score, f"wrong work scores full marks: {score}"
         assert expected in failing, f"{expected} should fail for {name}; failing: {failing}"
         assert all(f.message for f in score.failures), score.failures
+        if pattern is not None:   # the failure says what went wrong, e.g. which rank waited
+            message = next(f.message for f in score.failures if f.test == expected)
+            assert re.search(pattern, message), f"{expected}: {message!r} lacks {pattern!r}"
 
 
 def test_autograd_submission_is_told_why(graded):

@@ -17,9 +17,9 @@ SUBMISSIONS = {
     "equivalent": ([(("    design = np.stack([np.ones_like(n), n], axis=1)\n"
                       "    (alpha, beta), *_ = np.linalg.lstsq(design, one_way, rcond=None)"),
                      "    beta, alpha = np.polyfit(n, one_way, 1)"),
-                    ("                comm.send(buf, peer, step=0, phase=\"ping\")\n"
-                     "                comm.recv(buf, peer, step=1, phase=\"pong\")",
-                     "                comm.wait(comm.isend(buf, peer, step=0, phase=\"ping\"))\n"
-                     "                comm.wait(comm.irecv(buf, peer, step=1, phase=\"pong\"))")],
+                    (("                comm.send(buf, peer, step=0, phase=\"ping\")\n"
+                      "                comm.recv(buf, peer, step=1, phase=\"pong\")"),
+                     ("                comm.wait(comm.isend(buf, peer, step=0, phase=\"ping\"))\n"
+                      "                comm.wait(comm.irecv(buf, peer, step=1, phase=\"pong\"))"))],
                    None),
 }
