@@ -185,7 +185,7 @@ def test_cli_prints_the_failing_test_of_a_wrong_submission(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "carol  b1_gd_step/b1_gd_step: 0 / 3" in proc.stdout, proc.stdout
     assert "NOTE graded b1_gd_step-Copy1.ipynb as b1_gd_step.ipynb" in proc.stdout, proc.stdout
-    assert "NOTE b1_gd_step.ipynb: cells test_fit appear more than once" in proc.stdout
+    assert "NOTE b1_gd_step-Copy1.ipynb: cells test_fit appear more than once" in proc.stdout
     assert "FAILED test_gradient_and_step (2 points): AssertionError" in proc.stdout, proc.stdout
     assert "FAILED test_fit (1 point): AssertionError" in proc.stdout, proc.stdout
 
