@@ -104,6 +104,10 @@ def _run(args) -> int:
               f"{', '.join(students) or '-'} into {args.grading / 'submitted'}")
     elif args.command == "autograde":
         if args.submission is None:
+            if not (args.grading / "submitted").is_dir():
+                raise FileNotFoundError(f"nothing collected in {args.grading / 'submitted'}: run "
+                                        "`hpclab grade collect ASSIGNMENT` first, or pass a "
+                                        "submission folder")
             scores = autograde(args.grading / "submitted", exercises=args.exercises,
                                keep=args.keep, course=args.grading)
         else:
