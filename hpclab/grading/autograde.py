@@ -28,8 +28,14 @@ from nbgrader.api import Gradebook
 
 from .course import NbgraderError, api, generate_into, run_step
 from .layout import EXERCISES, assignments
-from .submissions import (Notebooks, SubmissionError, assignments_in, notebooks_to_grade,
-                          students_in, without_duplicate_ids)
+from .submissions import (
+    Notebooks,
+    SubmissionError,
+    assignments_in,
+    notebooks_to_grade,
+    students_in,
+    without_duplicate_ids,
+)
 
 
 @dataclass

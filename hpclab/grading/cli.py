@@ -12,7 +12,7 @@
 
 --exchange (default $HPCLAB_EXCHANGE, else nbgrader's /usr/local/share/nbgrader/exchange),
 --course (default hpclab) and --grading (the instructor's nbgrader course directory,
-default out/grading/) go before the command. `autograde SUBMISSION` grades a folder in
+default out/grading/) go before or after the command. `autograde SUBMISSION` grades a folder in
 a throw-away course directory; `autograde` alone grades what `collect` gathered, in
 --grading, for `feedback`. Exit status: 0 done, 1 nbgrader failed (its log is printed),
 2 a submission or argument to fix (the message says how).
@@ -34,44 +34,60 @@ from .publish import publish
 from .submissions import SubmissionError
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpclab grade", description=__doc__.split("\n")[0])
-    parser.add_argument("--exercises", type=Path, default=EXERCISES,
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """The folder options, accepted before and after the command (`hpclab grade --exchange
+    DIR fetch X` or `hpclab grade fetch X --exchange DIR`)."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--exercises", type=Path, default=default(EXERCISES),
                         help="folder with source/ and release/ (default: the course's)")
-    parser.add_argument("--exchange", type=Path,
-                        default=Path(os.environ.get("HPCLAB_EXCHANGE", DEFAULT_EXCHANGE)),
+    common.add_argument("--exchange", type=Path,
+                        default=default(Path(os.environ.get("HPCLAB_EXCHANGE", DEFAULT_EXCHANGE))),
                         help="nbgrader's exchange folder (default: $HPCLAB_EXCHANGE, else "
                              f"{DEFAULT_EXCHANGE})")
-    parser.add_argument("--course", default=COURSE_ID, help=f"course id (default {COURSE_ID})")
-    parser.add_argument("--grading", type=Path, default=GRADING,
+    common.add_argument("--course", default=default(COURSE_ID),
+                        help=f"course id (default {COURSE_ID})")
+    common.add_argument("--grading", type=Path, default=default(GRADING),
                         help="the instructor's nbgrader course directory (default out/grading)")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpclab grade", description=__doc__.split("\n")[0],
+                                     parents=[_common(defaults=True)])
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="write student copies into release/")
+    later = [_common(defaults=False)]
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=later)
+
+    g = command("generate", help="write student copies into release/")
     g.add_argument("assignments", nargs="*")
-    sub.add_parser("check", help="fail if release/ is out of sync with source/")
-    r = sub.add_parser("release", help="release student copies to the exchange")
+    command("check", help="fail if release/ is out of sync with source/")
+    r = command("release", help="release student copies to the exchange")
     r.add_argument("assignments", nargs="+")
     r.add_argument("--force", action="store_true", help="replace an earlier release")
-    f = sub.add_parser("fetch", help="(student) fetch a released assignment")
+    f = command("fetch", help="(student) fetch a released assignment")
     f.add_argument("assignment")
     f.add_argument("--into", type=Path, default=Path("."), help="folder to fetch into (default .)")
-    s = sub.add_parser("submit", help="(student) submit ./ASSIGNMENT/")
+    s = command("submit", help="(student) submit ./ASSIGNMENT/")
     s.add_argument("assignment")
     s.add_argument("--from", dest="folder", type=Path, default=Path("."),
                    help="folder holding ASSIGNMENT/ (default .)")
     s.add_argument("--student", default=None, help="student id (default: your login name)")
-    c = sub.add_parser("collect", help="collect the latest submissions from the exchange")
+    c = command("collect", help="collect the latest submissions from the exchange")
     c.add_argument("assignment")
-    a = sub.add_parser("autograde", help="score submissions")
+    a = command("autograde", help="score submissions")
     a.add_argument("submission", type=Path, nargs="?", default=None,
                    help="a submission folder (default: --grading's submitted/)")
     a.add_argument("--student", default="student")
     a.add_argument("--keep", type=Path, default=None,
                    help="copy the executed notebooks (with tracebacks) to this folder")
-    fb = sub.add_parser("feedback", help="HTML feedback per student from the autograded notebooks")
+    fb = command("feedback", help="HTML feedback per student from the autograded notebooks")
     fb.add_argument("assignment")
     fb.add_argument("--student", default=None)
-    p = sub.add_parser("publish", help="write the student repository (no solutions) to OUT")
+    p = command("publish", help="write the student repository (no solutions) to OUT")
     p.add_argument("out", type=Path)
     return parser
 
@@ -104,6 +120,10 @@ def _run(args) -> int:
               f"{', '.join(students) or '-'} into {args.grading / 'submitted'}")
     elif args.command == "autograde":
         if args.submission is None:
+            if not (args.grading / "submitted").is_dir():
+                raise FileNotFoundError(f"nothing collected in {args.grading / 'submitted'}: run "
+                                        "`hpclab grade collect ASSIGNMENT` first, or pass a "
+                                        "submission folder")
             scores = autograde(args.grading / "submitted", exercises=args.exercises,
                                keep=args.keep, course=args.grading)
         else:

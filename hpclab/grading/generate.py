@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .course import generate_into
 from . import layout
+from .course import generate_into
 from .layout import EXERCISES
 
 

@@ -51,19 +51,20 @@ def test_a_copy_renamed_by_jupyterlab_is_graded_under_its_name(tmp_path):
     assert any("not graded" in n and "notes.ipynb" in n for n in picked.notes)
 
 
-@pytest.mark.parametrize("layout", ["assignment_folder", "flat_folder"])
-def test_two_candidate_copies_get_a_clear_message(tmp_path, layout):
-    folder = tmp_path / ("b1_gd_step" if layout == "assignment_folder" else "alice")
-    folder.mkdir()
-    shutil.copy(RELEASE, folder / "b1_gd_step-Copy1.ipynb")
-    shutil.copy(RELEASE, folder / "b1_gd_step-Copy2.ipynb")
-    proc = _cli("autograde", str(folder))
+def test_two_candidate_copies_get_a_clear_message(tmp_path):
+    for layout in ("b1_gd_step", "alice"):       # an assignment folder, a flat folder
+        folder = tmp_path / layout
+        folder.mkdir()
+        shutil.copy(RELEASE, folder / "b1_gd_step-Copy1.ipynb")
+        shutil.copy(RELEASE, folder / "b1_gd_step-Copy2.ipynb")
+        with pytest.raises(grading.SubmissionError, match="rename the one to grade to "
+                           "b1_gd_step.ipynb"):
+            grading.autograde(folder)
+    proc = _cli("autograde", str(tmp_path / "alice"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "b1_gd_step-Copy1.ipynb, b1_gd_step-Copy2.ipynb" in proc.stderr, proc.stderr
     assert "rename the one to grade to b1_gd_step.ipynb" in proc.stderr, proc.stderr
-    with pytest.raises(grading.SubmissionError, match="rename"):
-        grading.autograde(folder)
 
 
 def test_a_pasted_copy_of_a_test_cell_keeps_one_graded_cell():
@@ -185,7 +186,7 @@ def test_cli_prints_the_failing_test_of_a_wrong_submission(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "carol  b1_gd_step/b1_gd_step: 0 / 3" in proc.stdout, proc.stdout
     assert "NOTE graded b1_gd_step-Copy1.ipynb as b1_gd_step.ipynb" in proc.stdout, proc.stdout
-    assert "NOTE b1_gd_step.ipynb: cells test_fit appear more than once" in proc.stdout
+    assert "NOTE b1_gd_step-Copy1.ipynb: cells test_fit appear more than once" in proc.stdout
     assert "FAILED test_gradient_and_step (2 points): AssertionError" in proc.stdout, proc.stdout
     assert "FAILED test_fit (1 point): AssertionError" in proc.stdout, proc.stdout
 
