@@ -30,9 +30,15 @@ UNIT = {"a": pytest.mark.unit_a, "b": pytest.mark.unit_b, "c": pytest.mark.unit_
         "d": pytest.mark.unit_d}
 
 
+def _has_code(path):
+    return any(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
+
+
 def notebooks_to_run():
+    # a page without code cells (START_HERE.ipynb) has nothing to run: no kernel for it
     found = [p for p in sorted(ROOT.rglob("*.ipynb"))
-             if ".ipynb_checkpoints" not in p.parts and "exercises" not in p.parts]
+             if ".ipynb_checkpoints" not in p.parts and "exercises" not in p.parts
+             and _has_code(p)]
     params = []
     for p in found:
         unit = UNIT.get(p.stem[0].lower())
