@@ -130,14 +130,15 @@ def parallel_mlp(mlp: nn.Sequential, ctx, regather: bool = False, **kwargs) -> n
         copy.deepcopy(drop))
 
 
-class ParallelBlock(nn.Module):
-    """Pre-norm block h ← h + Attn(LN(h)); h ← h + MLP(LN(h)) with TP attention and MLP.
+class ParallelBlock(Block):
+    """Pre-norm block h ← h + Attn(LN(h)); h ← h + MLP(LN(h)) with TP attention and MLP:
+    Block's forward (and its recomputation) over parallel layers.
     With sequence_parallel, h is this rank's (B, T/t, C) and the LayerNorms are partial;
     regather: the column-parallel layers keep only h's slice (sequence_parallel.py)."""
 
     def __init__(self, block: Block, ctx, sequence_parallel: bool = False,
                  algorithm: str = ALGORITHM, regather: bool = False):
-        super().__init__()
+        nn.Module.__init__(self)        # Block's layers are built from `block`, not a config
         kw = {"sequence_parallel": sequence_parallel, "algorithm": algorithm,
               "regather": regather}
         self.ln1, self.ln2 = copy.deepcopy(block.ln1), copy.deepcopy(block.ln2)
@@ -147,15 +148,6 @@ class ParallelBlock(nn.Module):
         self.attn = ParallelSelfAttention.from_attention(block.attn, ctx, **kw)
         self.mlp = parallel_mlp(block.mlp, ctx, **kw)
         self.full = block.full
-
-    def forward(self, h):
-        if self.full and torch.is_grad_enabled():
-            return checkpoint(self._forward, h, use_reentrant=False)
-        return self._forward(h)
-
-    def _forward(self, h):
-        h = h + self.attn(self.ln1(h))
-        return h + self.mlp(self.ln2(h))
 
 
 class ParallelTransformer(nn.Module):
