@@ -8,10 +8,6 @@ SUBMISSIONS = {
         "        v = g.clone()")], "test_error_feedback"),
     "residual_wrong_sign": ([("        self.residual = v - sent",
                               "        self.residual = sent - v")], "test_error_feedback"),
-    # compresses g_t alone and adds the residual only afterwards: e grows, never sent
-    "compressed_before_residual": ([("        sent = topk_compress(v, self.ratio)",
-                                     "        sent = topk_compress(g, self.ratio)")],
-                                   "test_error_feedback"),
     "keeps_smallest": ([("    keep = v.abs().topk(k).indices",
                          "    keep = v.abs().topk(k, largest=False).indices")], "test_topk"),
     # a mask from a sort instead of topk, the residual kept as a running sum
