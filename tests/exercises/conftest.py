@@ -16,9 +16,13 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
+
+from hpclab import grading
 
 _spec = importlib.util.spec_from_file_location(
     "hpclab_tests_slurm_conftest", Path(__file__).resolve().parents[1] / "slurm" / "conftest.py")
@@ -61,3 +65,34 @@ def only():
             shutil.copytree(folder / name, out / name)
         return out
     return copy
+
+
+@pytest.fixture(scope="session")
+def autograde_split():
+    """autograde_split(folder, keep=None, workers=2): grading.autograde of every sub-folder
+    of `folder` (an assignment's or a student's), shared out over `workers` processes.
+
+    nbgrader grades one notebook at a time in one process (it changes directory and keeps
+    one gradebook), so each process grades its share in a course directory of its own and
+    the Scores are put together; the executed notebooks of all shares land in `keep`.
+    """
+    def grade(folder: Path, keep: Path | None = None, workers: int = 2) -> list:
+        parts = sorted(p for p in Path(folder).iterdir() if p.is_dir())
+        shares = [parts[i::workers] for i in range(workers) if parts[i::workers]]
+        roots = []
+        for k, share in enumerate(shares):
+            root = Path(folder).parent / f"{Path(folder).name}-share{k}" / Path(folder).name
+            root.mkdir(parents=True)
+            for part in share:
+                (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+            roots.append(root)
+        keeps = [None if keep is None else Path(keep).parent / f"{Path(keep).name}-share{k}"
+                 for k in range(len(roots))]
+        with ProcessPoolExecutor(len(roots), mp_context=get_context("spawn")) as pool:
+            jobs = [pool.submit(grading.autograde, root, keep=k) for root, k in zip(roots, keeps)]
+            scores = [s for job in jobs for s in job.result()]
+        if keep is not None:
+            for k in keeps:
+                shutil.copytree(k, keep, dirs_exist_ok=True)
+        return scores
+    return grade

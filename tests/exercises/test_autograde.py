@@ -33,25 +33,25 @@ def _isolated_env(mp, tmp):
     mp.setenv("IPYTHONDIR", str(tmp / "ipython"))
 
 
-def _grade(tmp, folder):
+def _grade(tmp, folder, autograde_split):
     with pytest.MonkeyPatch.context() as mp:
         _isolated_env(mp, tmp)
-        scores = grading.autograde(folder, keep=tmp / "autograded")
+        scores = autograde_split(folder, keep=tmp / "autograded")
     return {s.assignment: s for s in scores}, tmp / "autograded"
 
 
 @pytest.fixture(scope="module")
-def solution(tmp_path_factory, selected, only):
+def solution(tmp_path_factory, selected, only, autograde_split):
     tmp = tmp_path_factory.mktemp("solution")
     names = selected("name") & set(ASSIGNMENTS)
-    return _grade(tmp, only(grading.EXERCISES / "source", names, tmp))
+    return _grade(tmp, only(grading.EXERCISES / "source", names, tmp), autograde_split)
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory, selected, only):
+def student(tmp_path_factory, selected, only, autograde_split):
     tmp = tmp_path_factory.mktemp("student")
     names = selected("name") & set(ASSIGNMENTS)
-    return _grade(tmp, only(grading.EXERCISES / "release", names, tmp))
+    return _grade(tmp, only(grading.EXERCISES / "release", names, tmp), autograde_split)
 
 
 def _errored_cells(path):

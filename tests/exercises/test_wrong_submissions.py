@@ -7,8 +7,9 @@ EQUIVALENT submission writes the solution differently but correctly and must kee
 marks. A submission is made from the instructor's solution cell by text replacements, so
 a change of the solution that breaks one fails loudly here rather than testing nothing.
 
-All submissions are graded in one `grading.autograde` call, in nbgrader's submitted/
-layout (one folder per student), which is also how an instructor grades a class.
+All submissions are graded in nbgrader's submitted/ layout (one folder per student), as
+an instructor grades a class: `grading.autograde` on each half of the class, in two
+processes (conftest's `autograde_split`).
 """
 
 import importlib.util
@@ -67,15 +68,16 @@ def _submission(assignment, replacements):
 
 
 @pytest.fixture(scope="module")
-def graded(request, tmp_path_factory, selected):
+def graded(request, tmp_path_factory, selected, autograde_split):
     root = tmp_path_factory.mktemp("class")
+    klass = root / "submitted"                     # one folder per student
     wanted = selected("assignment")
     if any(item.name == "test_autograd_submission_is_told_why" for item in request.session.items):
         wanted.add("b1_gd_step")
     for assignment, name in CASES:
         if assignment not in wanted:
             continue
-        folder = root / f"{assignment}-{name}" / assignment
+        folder = klass / f"{assignment}-{name}" / assignment
         folder.mkdir(parents=True)
         nb = _submission(assignment, SUBMISSIONS[assignment][name][0])
         (folder / f"{assignment}.ipynb").write_text(json.dumps(nb, indent=1))
@@ -84,7 +86,7 @@ def graded(request, tmp_path_factory, selected):
         mp.setenv("OMP_NUM_THREADS", "1")
         mp.setenv("MPLCONFIGDIR", str(root / "mpl"))
         mp.setenv("IPYTHONDIR", str(root / "ipython"))
-        scores = grading.autograde(root)
+        scores = autograde_split(klass)
     return {(s.assignment, s.student.removeprefix(f"{s.assignment}-")): s for s in scores}
 
 

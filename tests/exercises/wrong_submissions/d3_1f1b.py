@@ -19,8 +19,8 @@ SOLUTION = ("    warmup = min(p - r - 1, m)\n"
             "    return order\n")
 
 SUBMISSIONS = {
-    "gpipe_order": ([(SOLUTION, "    return [(\"F\", i) for i in range(m)] + "
-                                "[(\"B\", i) for i in reversed(range(m))]\n")],
+    "gpipe_order": ([(SOLUTION, ("    return [(\"F\", i) for i in range(m)] + "
+                                 "[(\"B\", i) for i in reversed(range(m))]\n"))],
                     "test_order"),
     "warmup_r_deadlocks": ([("warmup = min(p - r - 1, m)", "warmup = min(r, m)")],
                            "test_gradients"),
