@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch.distributed as dist
 from torch.autograd.variable import Variable
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -88,40 +87,13 @@ def autograd_used():
 # -- which collectives ran ---------------------------------------------------------------
 # Where the collectives are the exercise (D5: the ZeRO-1 step is a reduce-scatter and an
 # all-gather, not an all-reduce), the trace of hpclab.comm's messages says which ran, and
-# `torch_collectives_used` catches a detour through torch.distributed, which leaves no
-# trace:
+# `collectives_used` (below) catches a detour through torch.distributed, which leaves no
+# trace: hpclab.comm's own collectives reach torch only as point-to-point sends.
 #
-#     with tracing() as trace, torch_collectives_used() as torch_calls:
+#     with tracing() as trace, collectives_used() as ops:
 #         zero1_step(...)
 #     sent_by_collective(trace.messages, rank)   # {"reduce_scatter": 132, "all_gather": 132}
-#     assert not torch_calls, torch_calls        # e.g. ["all_reduce"]
-
-# torch.distributed's collectives, each a way around hpclab.comm's traced ones
-TORCH_COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "all_gather",
-                     "all_gather_into_tensor", "broadcast", "reduce", "all_to_all",
-                     "all_to_all_single", "scatter", "gather")
-
-
-@contextmanager
-def torch_collectives_used():
-    """Yield a list that, on exit, names each torch.distributed collective called inside
-    (once per call, e.g. ["all_reduce", "all_reduce"]), and run them as usual."""
-    used: list[str] = []
-    real = {name: getattr(dist, name) for name in TORCH_COLLECTIVES if hasattr(dist, name)}
-
-    def counting(name, fn):
-        def call(*args, **kwargs):
-            used.append(name)
-            return fn(*args, **kwargs)
-        return call
-
-    for name, fn in real.items():
-        setattr(dist, name, counting(name, fn))
-    try:
-        yield used
-    finally:
-        for name, fn in real.items():
-            setattr(dist, name, fn)
+#     assert not [op for op in ops if op not in POINT_TO_POINT], ops   # e.g. ["allreduce_"]
 
 
 def sent_by_collective(messages, rank: int) -> dict[str, int]:
@@ -232,6 +204,10 @@ class _CollectiveSpy(TorchDispatchMode):
         if func.namespace == "c10d":
             self.ops.append(func.__name__.split(".")[0])
         return func(*args, **(kwargs or {}))
+
+
+# the c10d operators of torch.distributed's send/recv/isend/irecv, which hpclab.comm uses
+POINT_TO_POINT = ("send", "recv_", "recv_any_source_")
 
 
 @contextmanager

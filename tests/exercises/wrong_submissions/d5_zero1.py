@@ -17,6 +17,12 @@ SUBMISSIONS = {
         "    flat_grad /= torch.distributed.get_world_size()\n"
         "    r, m = torch.distributed.get_rank(), shard.numel()\n"
         "    grad_shard.copy_(flat_grad[r * m:(r + 1) * m])\n"))], "test_zero1_messages"),
+    # the process group's own all-reduce: no torch.distributed function called by name
+    "process_group_allreduce": ([(RS, (
+        "    torch.distributed.distributed_c10d._get_default_group().allreduce([flat_grad]).wait()\n"
+        "    flat_grad /= torch.distributed.get_world_size()\n"
+        "    r, m = torch.distributed.get_rank(), shard.numel()\n"
+        "    grad_shard.copy_(flat_grad[r * m:(r + 1) * m])\n"))], "test_zero1_messages"),
     # the sum of the p gradients instead of their mean: a p times larger step for SGD
     "sum_not_average": ([('op="avg"', 'op="sum"')], "test_zero1_training"),
     # the shard is stepped but never sent: the other shards of flat_param stay old
