@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hpclab.cluster.spawn import run_local
+from hpclab.memory import Parallelism
 from hpclab.parallel.parallel_3d import Layout, Trainer3D
 from hpclab.problems.transformer import lm_loss, tiny_transformer
 from hpclab.train import train_step
@@ -75,3 +76,24 @@ def _check(runs, world_size):
 def test_dp2_pp2_trains_like_a_single_process():
     _check([(Layout(dp=2, pp=2, micro_batches=2, schedule="gpipe"), 2),
             (Layout(dp=2, pp=2, micro_batches=4, schedule="1f1b", zero=1), 2)], 4)
+
+
+def test_tp2_pp2_trains_like_a_single_process():
+    """Interleaved (v = 2 chunks of one block each) with sequence parallel, and 1F1B;
+    the interleaved step's measured peak in flight is the memory calculator's n_i."""
+    interleaved = Layout(tp=2, pp=2, micro_batches=2, schedule="interleaved",
+                         sequence_parallel=True)
+    results = _check([(interleaved, 4), (Layout(tp=2, pp=2, micro_batches=4), 3)], 4)
+    calculator = Parallelism(pp=2, microbatches=2, schedule="interleaved", chunks=2)
+    for res in results:
+        _, _, peak, stage = res[0]
+        assert peak == calculator.in_flight(stage), (stage, peak)
+        _, _, peak, stage = res[1]
+        assert peak == Parallelism(pp=2, microbatches=4).in_flight(stage), (stage, peak)
+
+
+def test_dp2_tp2_trains_like_a_single_process():
+    """pp = 1 (no pipeline executor): sequence parallel over m = 2 accumulated
+    micro-batches; ZeRO-2 and ZeRO-3 over the DP group."""
+    _check([(Layout(dp=2, tp=2, micro_batches=2, sequence_parallel=True), 2),
+            (Layout(dp=2, tp=2, zero=2), 2), (Layout(dp=2, tp=2, zero=3), 2)], 4)
