@@ -52,7 +52,7 @@ from torch import nn
 
 from hpclab import comm
 from hpclab.parallel.mesh import Mesh
-from hpclab.parallel.pipeline_equal_stages import SCHEDULES
+from hpclab.parallel.pipeline_equal_stages import SCHEDULES  # name -> (p, m, r) -> actions
 from hpclab.parallel.pipeline_executor import PipelineTimeline, run_schedule
 from hpclab.parallel.sequence_parallel import (
     all_reduce_sequence_parallel_grads,
@@ -243,13 +243,13 @@ class Trainer3D:
                 mine = self._gather_tp()
         else:
             mine = self._gather_tp()
-        stages = [None] * self.mesh.pp.world_size
-        if len(stages) == 1:
-            return mine
-        device = next(iter(mine.values())).device
-        dist.all_gather_object(stages, {n: t.cpu() for n, t in mine.items()},
-                               group=self.mesh.pp.group)
-        full = {n: t.to(device) for stage in stages for n, t in stage.items()}
+        full = mine
+        if self.mesh.pp.world_size > 1:
+            stages = [None] * self.mesh.pp.world_size
+            device = next(iter(mine.values())).device
+            dist.all_gather_object(stages, {n: t.cpu() for n, t in mine.items()},
+                                   group=self.mesh.pp.group)
+            full = {n: t.to(device) for stage in stages for n, t in stage.items()}
         return {n: full[n] for n in self._names}
 
     def _gather_tp(self) -> dict[str, torch.Tensor]:
