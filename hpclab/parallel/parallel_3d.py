@@ -152,7 +152,7 @@ class Trainer3D:
     def __init__(self, ctx, layout: Layout, model: TinyTransformer, optimizer_class,
                  **opt_kwargs):
         layout.check(ctx.world_size)
-        _check_model(model, layout)
+        check_model(model, layout)
         self.ctx, self.layout, self.algorithm = ctx, layout, ALGORITHM
         self.mesh = Mesh(ctx, layout.dp, layout.tp, layout.pp)
         self.timeline: PipelineTimeline | None = None
@@ -259,7 +259,9 @@ class Trainer3D:
         return out
 
 
-def _check_model(model: TinyTransformer, layout: Layout) -> None:
+def check_model(model: TinyTransformer, layout: Layout) -> None:
+    """Can `layout` split `model`? A ValueError naming the values if not (no processes
+    needed: a planner can filter layouts with it)."""
     cfg, t = model.cfg, layout.tp
     pieces = layout.pp * layout.chunks
     if cfg.n_layers < pieces:

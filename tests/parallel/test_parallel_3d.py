@@ -16,7 +16,7 @@ from torch.distributed.device_mesh import init_device_mesh
 
 from hpclab.cluster.spawn import run_local
 from hpclab.memory import Parallelism
-from hpclab.parallel.parallel_3d import Layout, Trainer3D
+from hpclab.parallel.parallel_3d import Layout, Trainer3D, check_model
 from hpclab.problems.transformer import lm_loss, tiny_transformer
 from hpclab.train import train_step
 
@@ -160,6 +160,9 @@ def test_bad_layouts_fail_at_construction_naming_the_values():
              "sequence_parallel with tp=2 and zero=2 is not offered")]:
         with pytest.raises(ValueError, match=message):
             Trainer3D(Ctx(), layout, _model(n_layers), torch.optim.AdamW, lr=LR)
+    check_model(_model(4), Layout(pp=2, micro_batches=2, schedule="interleaved"))
+    with pytest.raises(ValueError, match="need at least 4 blocks"):   # without processes
+        check_model(_model(3), Layout(pp=2, micro_batches=2, schedule="interleaved"))
     three = type("Ctx3", (), {"rank": 0, "world_size": 3, "timeout": 10.0})
     with pytest.raises(ValueError, match="tp=3 must divide n_heads=4"):
         Trainer3D(three(), Layout(tp=3), _model(2), torch.optim.AdamW, lr=LR)
