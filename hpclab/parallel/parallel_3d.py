@@ -107,6 +107,7 @@ class Layout:
         return INTERLEAVED_CHUNKS if self.schedule == "interleaved" and self.pp > 1 else 1
 
     def check(self, world_size: int) -> None:
+        """The layout must use exactly the job's ranks."""
         if self.world_size != world_size:
             raise ValueError(f"dp × tp × pp = {self.dp} × {self.tp} × {self.pp} = "
                              f"{self.world_size} must equal the world size {world_size}")
@@ -120,7 +121,7 @@ class Piece(nn.Module):
                  tp, sequence_parallel: bool, algorithm: str):
         super().__init__()
         self.tp, self.sequence_parallel, self.algorithm = tp, sequence_parallel, algorithm
-        self.first, self.last = first, last
+        self.first, self.last, self.block_size = first, last, model.cfg.block_size
         if first:
             self.tok_emb = copy.deepcopy(model.tok_emb)
             self.pos_emb = copy.deepcopy(model.pos_emb)
@@ -135,6 +136,9 @@ class Piece(nn.Module):
         them the residual stream h, (B, T/t, C) on each TP rank with sequence parallel."""
         if self.first:
             idx = h
+            if idx.shape[1] > self.block_size:
+                raise ValueError(f"sequence length {idx.shape[1]} exceeds block_size="
+                                 f"{self.block_size}")
             h = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
             if self.sequence_parallel:
                 h = scatter_to_sequence(h, self.tp, self.algorithm)
