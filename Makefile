@@ -10,6 +10,10 @@ ENGINES ?= 2
 # torch's CPU wheel (about 200 MB) rather than the multi-GB CUDA one; on a GPU node use
 # `make setup TORCH=torch` to get the CUDA build.
 TORCH   ?= torch==2.13.0
+# The Python the venv is made from. As root, .ci/run makes it from the system Python under
+# /opt (`make setup VENV=/opt/hpclab/.venv PYTHON=/usr/bin/python3`): the course
+# environment of course/deploy/README.md, which the JupyterHub test's students can execute.
+PYTHON  ?= python3
 # The venv's commands (jupyter, alembic, ipengine ...) first, as if it were activated.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -21,7 +25,7 @@ PHONY_TESTS := test test-fast test-quick test-slow
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev,deploy,slides]'

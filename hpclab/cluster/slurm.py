@@ -129,7 +129,9 @@ class SlurmLauncher:
         lines += [f"#SBATCH {o}" for o in self.sbatch_options(n)]
         # ipyparallel formats the template with str.format: keep our own braces literal.
         body = "\n".join(lines).replace("{", "{{").replace("}", "}}")
-        return body + "\nsrun {program_and_args}\n"
+        # --export=ALL: inside a job submitted with --export=<list> (a JupyterHub server),
+        # srun would inherit SLURM_EXPORT_ENV and hide IPP_CONNECTION_INFO from the engines
+        return body + "\nsrun --export=ALL {program_and_args}\n"
 
     # --- the EngineLauncher protocol ---------------------------------------------------
     def cluster_kwargs(self, n: int) -> dict:

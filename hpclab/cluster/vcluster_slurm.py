@@ -55,6 +55,9 @@ def conf_text(state: Path, nodes: list[dict], cpus: int, mem_mb: int, ctld_ip: s
         f"SlurmdPidFile={state}/run/slurmd.%n.pid",
         f"SlurmctldLogFile={state}/log/slurmctld.log",
         f"SlurmdLogFile={state}/log/slurmd.%n.log",
+        # a /tmp of each node's own (start_slurmd makes it): with the host's one, job steps
+        # on two nodes collide (srun --mpi=pmix: "spmix_appdir_...: File exists")
+        f"TmpFS={state}/tmp/%n",
         "ReturnToService=2", "SlurmctldTimeout=30", "SlurmdTimeout=30", "InactiveLimit=0",
         "KillWait=5", "JobAcctGatherType=jobacct_gather/none",
         "AccountingStorageType=accounting_storage/none",
@@ -101,6 +104,9 @@ def start_slurmctld(conf: Path) -> None:
 
 
 def start_slurmd(conf: Path, netns: str, name: str) -> None:
+    tmp = conf.parent / "tmp" / name
+    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.chmod(0o1777)            # like /tmp: every user's job steps write there
     script = f"hostname {name} && exec slurmd -f {conf} -N {name}"
     sh("nsenter", f"--net=/run/netns/{netns}", "unshare", "--uts", "sh", "-c", script,
        timeout=30)

@@ -42,7 +42,8 @@ def test_batch_script_requests_what_was_asked():
                  f"--output={launcher.log_path}", "--export=ALL"]:
         assert f"#SBATCH {line}\n" in script
     assert script.startswith("#!/bin/sh\n")
-    assert script.rstrip().endswith("srun {program_and_args}")   # ipyparallel fills this in
+    # ipyparallel fills this in
+    assert script.rstrip().endswith("srun --export=ALL {program_and_args}")
 
 
 def test_cluster_kwargs_keep_the_batch_file_out_of_the_notebook_directory(tmp_path):
