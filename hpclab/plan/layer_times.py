@@ -28,6 +28,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -109,11 +110,21 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _forward_backward(module: nn.Module, make_input, loss_of):
+def _forward_backward(module, x: torch.Tensor, loss_of, repeats: int) -> float:
+    """Median seconds of loss_of(module(x)).backward() (x a leaf: its gradient too, as a
+    stage's input that is another stage's output)."""
     def run():
-        x = make_input()
         loss_of(module(x)).backward()
-    return run
+    return _median_time(run, repeats)
+
+
+class _Embedding(nn.Module):
+    def __init__(self, vocab: int, s: int, C: int):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, C), nn.Embedding(s, C)
+
+    def forward(self, ids):
+        return self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
 
 
 def time_layers(cfg: TransformerConfig, shards, repeats: int = REPEATS,
@@ -122,20 +133,17 @@ def time_layers(cfg: TransformerConfig, shards, repeats: int = REPEATS,
     ("adam", n): s} for the (b, t) in `shards`, medians of `repeats` runs."""
     torch.manual_seed(seed)
     s, C, out = cfg.block_size, cfg.d_model, {}
-    tok, pos = nn.Embedding(cfg.vocab_size, C), nn.Embedding(s, C)
+    embedding = _Embedding(cfg.vocab_size, s, C)
     head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.vocab_size))
     for b in sorted({b for b, _ in shards}):
         ids = torch.randint(0, cfg.vocab_size, (b, s))
-        out["embed", b] = _median_time(_forward_backward(
-            lambda i: tok(i) + pos(torch.arange(s)), lambda: ids, lambda y: y.sum()), repeats)
-        out["head", b] = _median_time(_forward_backward(
-            head, lambda: torch.randn(b, s, C, requires_grad=True),
-            lambda y: lm_loss(y, ids)), repeats)
+        x = torch.randn(b, s, C, requires_grad=True)
+        out["embed", b] = _forward_backward(embedding, ids, torch.sum, repeats)
+        out["head", b] = _forward_backward(head, x, partial(lm_loss, targets=ids), repeats)
     for b, t in sorted(set(shards)):
-        block = BlockShard(C, cfg.n_heads, t)
-        out["block", b, t] = _median_time(_forward_backward(
-            block, lambda: torch.randn(b, s, C, requires_grad=True), lambda y: y.sum()),
-            repeats)
+        x = torch.randn(b, s, C, requires_grad=True)
+        out["block", b, t] = _forward_backward(BlockShard(C, cfg.n_heads, t), x, torch.sum,
+                                               repeats)
     n = 1 << 18   # 256 Ki parameters: long enough to time, in cache like the tiny model's
     theta = nn.Parameter(torch.randn(n))
     theta.grad = torch.randn(n)
