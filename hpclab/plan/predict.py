@@ -9,13 +9,13 @@ e bytes per activation, one micro-batch's boundary activation is a = b·s·h·e 
     T_stage = max_i [ L_i·(t_block(b, t) + T_TP) + [i = 0]·t_embed(b) + [i = p−1]·t_head(b) ]
     T_TP    = 4 · AR_t(a)          f and g of attention and MLP, forward and backward
               (sequence parallel: 4 · (AG_t(a) + RS_t(a)), the same bytes in the ring)
-    T_pipe  = (v·m + p − 1) · (T_stage/v + 2·(α + a·β))      p > 1 (v = 1 but interleaved)
+    T_pipe  = (v·m + p − 1) · (T_stage/v + 2·(2α + (a + 96)·β))   p > 1 (v = 1 but interleaved)
             = m · T_stage                                     p = 1
 
 (t_block × 4/3 under full recomputation: the forward runs again in backward), so the
 compute part is m·T_stage/(1 − bubble) with the schedule's bubble (p−1)/(m+p−1)
 (GPipe, 1F1B) or (p−1)/(v·m+p−1) (interleaved), and each of the v·m + p − 1 slots waits
-for one activation forward and one gradient back. Then the gradients of the rank's
+for one activation forward and one gradient back, each after its 96-byte header. Then the gradients of the rank's
 Ψ_rank = Ψ/(t·p) parameters (hpclab.memory.rank_parameters), e_g bytes each, are
 combined over the d replicas, and the optimizer steps what the rank owns:
 
@@ -64,6 +64,9 @@ from hpclab.memory import (
 from hpclab.parallel.pipeline_interleaved import in_flight as interleaved_in_flight
 
 from .configs import CHUNKS, Layout
+
+# pipeline_executor.py sends a header of 12 int64 before every activation and gradient
+HEADER_BYTES = 12 * 8
 
 
 class Compute(Protocol):
@@ -203,7 +206,8 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
         for i in range(p))
     v = chunks if layout.schedule == "interleaved" else 1
     slots = v * m + p - 1 if p > 1 else m
-    hop = 2 * machine.link(d * t * p).send(a) if p > 1 else 0.0
+    pp_costs = machine.link(d * t * p)
+    hop = 2 * (pp_costs.send(HEADER_BYTES) + pp_costs.send(a)) if p > 1 else 0.0
     psi = max(rank_parameters(shape, par, i) for i in _edge_stages(p))
     per = work.precision
     grads = psi * (per.grad_bytes + per.accum_bytes)

@@ -98,7 +98,7 @@ def test_pipeline_terms_bubble_and_hops(schedule, v):
     # (gpipe, 1f1b) the bubble formula: m·T_stage / (1 − (p−1)/(m+p−1))
     if v == 1:
         assert x.compute == pytest.approx(m * stage / (1 - x.bubble))
-    assert x.pp == pytest.approx(slots * 2 * (ALPHA + a * BETA))
+    assert x.pp == pytest.approx(slots * 2 * (2 * ALPHA + (a + 96) * BETA))   # + header
     psi = max(rank_parameters(SHAPE, Parallelism(dp=2, pp=2), i) for i in range(2))
     loss = ar(8, 2) + math.ceil(math.log2(p)) * (ALPHA + 8 * BETA)
     assert x.dp == pytest.approx(ar(4 * psi, 2) + loss, rel=1e-12)
