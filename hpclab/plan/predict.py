@@ -39,8 +39,8 @@ busy ones.
 
 Memory per rank is
 hpclab.memory's calculator (per_rank.py: states with ZeRO over d, activations with the
-schedule's micro-batches in flight) at its fullest stage; for the interleaved schedule the
-1F1B figure scaled by the chunks in flight, n_r/(v·min(m, p−r)) (pipeline_interleaved.py).
+schedule's micro-batches in flight: GPipe m, 1F1B min(m, p − i), interleaved its chunks)
+at its fullest stage.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from hpclab.memory import (
     rank_memory,
     rank_parameters,
 )
-from hpclab.parallel.pipeline_interleaved import in_flight as interleaved_in_flight
 
 from .configs import CHUNKS, Layout
 
@@ -142,11 +141,11 @@ def bubble_fraction(layout: Layout, chunks: int = CHUNKS) -> float:
     return (p - 1) / (v * m + p - 1)
 
 
-def parallelism(layout: Layout) -> Parallelism:
-    """hpclab.memory's description of `layout` (interleaved counted as 1F1B)."""
-    schedule = "gpipe" if layout.schedule == "gpipe" else "1f1b"
+def parallelism(layout: Layout, chunks: int = CHUNKS) -> Parallelism:
+    """hpclab.memory's description of `layout`."""
     return Parallelism(dp=layout.dp, tp=layout.tp, pp=layout.pp, sp=layout.sequence_parallel,
-                       zero=layout.zero, microbatches=layout.micro_batches, schedule=schedule)
+                       zero=layout.zero, microbatches=layout.micro_batches,
+                       schedule=layout.schedule, chunks=chunks)
 
 
 def training(work: Workload, layout: Layout) -> Training:
@@ -172,14 +171,8 @@ def _edge_stages(p: int) -> list[int]:
 
 def memory(work: Workload, layout: Layout, chunks: int = CHUNKS) -> RankMemory:
     """The fullest pipeline stage's RankMemory (hpclab.memory.rank_memory)."""
-    par, run = parallelism(layout), training(work, layout)
+    par, run = parallelism(layout, chunks), training(work, layout)
     stages = [rank_memory(work.shape, run, par, i) for i in _edge_stages(layout.pp)]
-    if layout.schedule == "interleaved":
-        p, m = layout.pp, layout.micro_batches
-        stages = [RankMemory(r.stage, r.parameters, r.gradients, r.optimizer,
-                             r.activations * interleaved_in_flight(p, m, r.stage, chunks)
-                             / (chunks * par.in_flight(r.stage)), r.working)
-                  for r in stages]
     return max(stages, key=lambda r: r.total)
 
 
@@ -188,7 +181,7 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
     """The terms of T_step for `layout` (module docstring)."""
     shape, s, e = work.shape, work.seq, work.precision.activation_bytes
     d, t, p, m = layout.dp, layout.tp, layout.pp, layout.micro_batches
-    b, par = micro_batch(work, layout), parallelism(layout)
+    b, par = micro_batch(work, layout), parallelism(layout, chunks)
     par.check(shape)
     c = machine.compute
     a = b * s * shape.hidden * e
