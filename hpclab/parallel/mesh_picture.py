@@ -15,8 +15,8 @@ takes every (dp·tp)-th rank, one per stage. With pp = 1 this is hpclab.parallel
 (d, j) = (r // tp, r mod tp).
 
 The picture draws stage k as a dp × tp block of cells (row d, column j), the blocks side
-by side; in each panel the cells of one group share a colour. With `gpus_per_node=g` every
-cell also names its node, r // g.
+by side, one panel per kind of group, stacked; in each panel the cells of one group share
+a colour. With `gpus_per_node=g` every cell also names its node, r // g.
 """
 
 from __future__ import annotations
@@ -71,18 +71,18 @@ def draw_mesh(dp: int, tp: int, pp: int = 1, gpus_per_node: int | None = None,
     if bad:
         raise ValueError(f"kinds must be among {KINDS}, got {bad}")
     if axes is None:
-        width = max(3.0, 0.9 * pp * (tp + 0.6))
-        fig, axes = plt.subplots(1, len(kinds), figsize=(width * len(kinds), 0.8 + 0.9 * dp),
-                                 squeeze=False)
-        axes = axes[0]
+        width = max(4.0, 0.75 * pp * (tp + 0.6))
+        _, axes = plt.subplots(len(kinds), 1, figsize=(width, (0.9 + 0.75 * dp) * len(kinds)),
+                               squeeze=False)
+        axes = axes[:, 0]
     groups = mesh_groups(dp, tp, pp)
-    colours = plt.get_cmap("tab20").colors
     for ax, kind in zip(axes, kinds):
         group_of = {r: g for g, ranks in enumerate(groups[kind]) for r in ranks}
+        colours = plt.get_cmap("tab10" if len(groups[kind]) <= 10 else "tab20").colors
         for r in range(world):
             k, d, j = coords(r, dp, tp)
             x, y = k * (tp + 0.6) + j, dp - 1 - d
-            ax.add_patch(Rectangle((x, y), 0.92, 0.92, facecolor=colours[group_of[r] % 20],
+            ax.add_patch(Rectangle((x, y), 0.92, 0.92, facecolor=colours[group_of[r] % len(colours)],
                                    edgecolor="black", lw=0.6))
             label = f"{r}" if gpus_per_node is None else f"{r}\nnode {r // gpus_per_node}"
             ax.text(x + 0.46, y + 0.46, label, ha="center", va="center",
