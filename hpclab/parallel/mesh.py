@@ -1,31 +1,45 @@
-"""A DP × TP mesh of process groups: p = dp · tp ranks in a grid, one group per row and
-one per column.
+"""A DP × TP × PP mesh of process groups: p = pp · dp · tp ranks in a 3-D grid, one group
+along each axis through every rank.
 
     mesh = Mesh(ctx, dp=2, tp=2)        # collective: every rank builds every group
-    mesh.tp, mesh.dp                    # DistContexts: this rank in its TP / DP group
+    mesh = Mesh(ctx, dp=2, tp=2, pp=2)  # 8 ranks, a third axis for pipeline stages
+    mesh.tp, mesh.dp, mesh.pp           # DistContexts: this rank in its TP / DP / PP group
     model = ParallelTransformer(tiny_transformer(vocab), mesh.tp)
     x, y = mesh.shard(batch)            # this DP replica's rows of the global batch
     fit(model, opt, [(x, y)], lm_loss, after_backward=mesh.after_backward,
         group=mesh.dp.group, world_size=mesh.dp.world_size)
 
-Rank r sits at (d, j) = (r // tp, r mod tp), so the ranks of a tensor-parallel group are
-neighbours (on a GPU node they share the fast NVLink; TP talks in every layer, DP once a
-step):
+Rank r sits at (k, d, j) with TP innermost and PP outermost (Megatron-LM's order):
 
-    TP group of replica d:  {d·tp + j : j = 0 … tp−1}      (a row)
-    DP group of shard j:    {d·tp + j : d = 0 … dp−1}      (a column)
+    r = (k·dp + d)·tp + j,    j = r mod tp,   d = ⌊r/tp⌋ mod dp,   k = ⌊r/(dp·tp)⌋
+
+so the ranks of a tensor-parallel group are neighbours (on a GPU node they share the
+fast NVLink: TP talks in every layer), a DP group spans the replicas of one stage (one
+all-reduce a step) and a pipeline group the stages (point-to-point, the least traffic,
+fine across nodes):
+
+    TP group of (k, d):  {(k·dp + d)·tp + j : j = 0 … tp−1}      (a row)
+    DP group of (k, j):  {(k·dp + d)·tp + j : d = 0 … dp−1}      (a column)
+    PP group of (d, j):  {(k·dp + d)·tp + j : k = 0 … pp−1}      (a pillar)
+
+With pp = 1 this is the 2-D grid r = d·tp + j, k = 0, every PP group a single rank.
 
 The groups are our own (torch.distributed.new_group, every rank creating every group in
-the same order, as new_group requires) rather than torch's DeviceMesh: the two lines of
-rank arithmetic above are the lesson, and each group comes out as the DistContext that
-hpclab's TP layers and collectives already take. `init_device_mesh("cpu", (dp, tp))`
-builds the same rows and columns (tests/parallel/test_mesh.py compares them).
+the same order, as new_group requires) rather than torch's DeviceMesh: the lines of rank
+arithmetic above are the lesson, and each group comes out as the DistContext that
+hpclab's TP layers, collectives and pipeline executor already take.
+`init_device_mesh("cpu", (pp, dp, tp))` builds the same groups (tests/parallel/test_mesh.py
+compares them).
 
-One step: each replica runs forward and backward on its rows (the TP collectives inside
-the TP group); `after_backward` sums the sequence-parallel partial gradients over the TP
-group, then averages every gradient over the DP group (one flat all-reduce):
+One step of DP × TP: each replica runs forward and backward on its rows (the TP
+collectives inside the TP group); `after_backward` sums the sequence-parallel partial
+gradients over the TP group, then averages every gradient over the DP group (one flat
+all-reduce):
 
     ∇J = (1/dp) Σ_d ∇J_d,   J_d the mean loss of replica d's B/dp rows
+
+With pp > 1 the model's layers are split over the PP group and a pipeline schedule runs
+each replica's rows (parallel_3d.py's Trainer3D).
 """
 
 from __future__ import annotations
@@ -42,21 +56,37 @@ from hpclab.parallel.sequence_parallel import all_reduce_sequence_parallel_grads
 
 
 class Mesh:
-    def __init__(self, ctx: DistContext, dp: int, tp: int, algorithm: str = "torch"):
-        if dp < 1 or tp < 1 or dp * tp != ctx.world_size:
-            raise ValueError(f"dp × tp must equal the world size {ctx.world_size}, got "
-                             f"dp={dp}, tp={tp}")
-        self.ctx, self.dp_size, self.tp_size, self.algorithm = ctx, dp, tp, algorithm
-        self.coords = divmod(ctx.rank, tp)                       # (d, j)
-        rows = [[d * tp + j for j in range(tp)] for d in range(dp)]
-        cols = [[d * tp + j for d in range(dp)] for j in range(tp)]
-        self.tp_ranks, self.dp_ranks = rows[self.coords[0]], cols[self.coords[1]]
+    def __init__(self, ctx: DistContext, dp: int, tp: int, pp: int = 1,
+                 algorithm: str = "torch"):
+        if dp < 1 or tp < 1 or pp < 1 or dp * tp * pp != ctx.world_size:
+            what = "dp × tp" if pp == 1 else "pp × dp × tp"
+            raise ValueError(f"{what} must equal the world size {ctx.world_size}, got "
+                             f"dp={dp}, tp={tp}" + ("" if pp == 1 else f", pp={pp}"))
+        self.ctx, self.dp_size, self.tp_size, self.pp_size = ctx, dp, tp, pp
+        self.algorithm = algorithm
+
+        def rank(k, d, j):
+            return (k * dp + d) * tp + j
+
+        r = ctx.rank
+        k, d, j = r // (dp * tp), (r // tp) % dp, r % tp
+        self.coords = (d, j)                                     # (replica, TP rank)
+        self.stage = k
+        rows = {(k_, d_): [rank(k_, d_, j_) for j_ in range(tp)]
+                for k_ in range(pp) for d_ in range(dp)}
+        cols = {(k_, j_): [rank(k_, d_, j_) for d_ in range(dp)]
+                for k_ in range(pp) for j_ in range(tp)}
+        pillars = {(d_, j_): [rank(k_, d_, j_) for k_ in range(pp)]
+                   for d_ in range(dp) for j_ in range(tp)}
+        self.tp_ranks, self.dp_ranks = rows[k, d], cols[k, j]
+        self.pp_ranks = pillars[d, j]
         wait = timedelta(seconds=ctx.timeout)
-        tp_groups = [dist.new_group(r, timeout=wait) for r in rows]
-        dp_groups = [dist.new_group(c, timeout=wait) for c in cols]
-        d, j = self.coords
-        self.tp = self._context(tp_groups[d], j, tp)
-        self.dp = self._context(dp_groups[j], d, dp)
+        tp_groups = {key: dist.new_group(g, timeout=wait) for key, g in rows.items()}
+        dp_groups = {key: dist.new_group(g, timeout=wait) for key, g in cols.items()}
+        pp_groups = {key: dist.new_group(g, timeout=wait) for key, g in pillars.items()}
+        self.tp = self._context(tp_groups[k, d], j, tp)
+        self.dp = self._context(dp_groups[k, j], d, dp)
+        self.pp = self._context(pp_groups[d, j], k, pp)
 
     def _context(self, group, rank: int, size: int) -> DistContext:
         c = self.ctx

@@ -1,5 +1,6 @@
-"""A DP × TP mesh on 4 ranks: its groups are torch DeviceMesh's rows and columns, and the
-tiny transformer trained DP2 × TP2 (with and without sequence parallel) follows
+"""A DP × TP mesh on 4 ranks: its groups are torch DeviceMesh's rows and columns (and, with
+a third axis, PP2 × DP2 and PP2 × TP2 the pillars of init_device_mesh((pp, dp, tp))), and
+the tiny transformer trained DP2 × TP2 (with and without sequence parallel) follows
 single-process training on the whole batch (AdamW, float64)."""
 
 import copy
@@ -30,7 +31,20 @@ def _groups(ctx):
               sorted(dist.get_process_group_ranks(torch_mesh.get_group("dp"))))
     assert ours == theirs == (mesh.tp_ranks, mesh.dp_ranks), (ours, theirs)
     assert (mesh.dp.rank, mesh.tp.rank) == tuple(torch_mesh.get_coordinate())
+    assert mesh.pp.world_size == 1 and mesh.pp_ranks == [ctx.rank]
+    for pp, dp, tp in [(2, 2, 1), (2, 1, 2)]:
+        _same_as_device_mesh(Mesh(ctx, dp=dp, tp=tp, pp=pp), (pp, dp, tp))
     return ours
+
+
+def _same_as_device_mesh(mesh, shape):
+    """Our three groups and this rank's coordinates are init_device_mesh(shape)'s."""
+    torch_mesh = init_device_mesh("cpu", shape, mesh_dim_names=("pp", "dp", "tp"))
+    for axis in ("pp", "dp", "tp"):
+        ours = sorted(dist.get_process_group_ranks(getattr(mesh, axis).group))
+        theirs = sorted(dist.get_process_group_ranks(torch_mesh.get_group(axis)))
+        assert ours == theirs == getattr(mesh, f"{axis}_ranks"), (axis, shape, ours, theirs)
+    assert (mesh.pp.rank, mesh.dp.rank, mesh.tp.rank) == tuple(torch_mesh.get_coordinate())
 
 
 def test_mesh_groups_are_device_meshs_rows_and_columns():
@@ -75,3 +89,6 @@ def test_dp_times_tp_must_be_the_world_size():
         rank, world_size = 0, 4
     with pytest.raises(ValueError, match="dp × tp must equal the world size 4"):
         Mesh(Ctx(), dp=3, tp=2)
+    with pytest.raises(ValueError, match="pp × dp × tp must equal the world size 4, got "
+                                         "dp=2, tp=2, pp=2"):
+        Mesh(Ctx(), dp=2, tp=2, pp=2)
