@@ -6,6 +6,7 @@
     hpclab doctor                  check this machine / cluster, one pass/fail line each
     hpclab grade ...               exercises with nbgrader: release, collect, autograde, feedback
     hpclab vcluster up|status|down virtual nodes (namespaces + slurmd) on shaped links
+    hpclab plan [--world 4 ...]    configurations ranked by predicted step time and memory
 
 Each sub-command lives in its own module with a `main(argv) -> int`; this file only
 dispatches, so adding a command is one line in COMMANDS.
@@ -23,6 +24,7 @@ COMMANDS = {
     "doctor": ("hpclab.cluster.doctor", "check versions, GPUs, Slurm, network, a 2-engine all-reduce"),
     "grade": ("hpclab.grading.cli", "exercises with nbgrader: generate, release, collect, autograde, feedback"),
     "vcluster": ("hpclab.cluster.vcluster", "a Slurm cluster of N nodes on this machine: up, status, down"),
+    "plan": ("hpclab.plan.cli", "rank every DP × TP × PP × ZeRO configuration, predicted (and measured)"),
 }
 
 
