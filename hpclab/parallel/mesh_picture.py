@@ -11,8 +11,8 @@ at stage k, replica d, shard j with
 
 so the t ranks of a TP group are consecutive — on nodes of g GPUs with t dividing g they
 share one node's NVLink — a DP group takes every tp-th rank of one stage, and a PP group
-takes every (dp·tp)-th rank, one per stage. With pp = 1 this is hpclab.parallel.mesh's
-(d, j) = (r // tp, r mod tp).
+takes every (dp·tp)-th rank, one per stage: the groups hpclab.parallel.mesh's Mesh builds
+(tests/parallel/test_mesh_picture.py compares them).
 
 The picture draws stage k as a dp × tp block of cells (row d, column j), the blocks side
 by side, one panel per kind of group, stacked; in each panel the cells of one group share

@@ -1,20 +1,16 @@
 """The mesh picture's rank arithmetic: torch's row-major (pp, dp, tp) layout (the ranks
-a DeviceMesh of that shape assigns), hpclab's Mesh groups for pp = 1, and one coloured
-cell per rank and panel."""
+a DeviceMesh of that shape assigns), the groups hpclab's Mesh builds on 4 ranks, and one
+coloured cell per rank and panel."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from hpclab.cluster.spawn import run_local  # noqa: E402
-from hpclab.parallel.mesh import Mesh  # noqa: E402
-from hpclab.parallel.mesh_picture import coords, draw_mesh, mesh_groups, rank_of  # noqa: E402
+from hpclab.cluster.spawn import run_local
+from hpclab.parallel.mesh import Mesh
+from hpclab.parallel.mesh_picture import coords, draw_mesh, mesh_groups, rank_of
 
 pytestmark = [pytest.mark.unit_d]
 
@@ -43,17 +39,24 @@ def test_groups_are_the_lines_of_a_row_major_pp_dp_tp_grid(dp, tp, pp):
         assert sorted(r for g in ours[kind] for r in g) == list(range(dp * tp * pp))
 
 
+LAYOUTS = [(2, 2, 1), (1, 2, 2), (2, 1, 2)]     # (dp, tp, pp) on 4 ranks
+
+
 def _mesh_ranks(ctx):
-    mesh = Mesh(ctx, dp=2, tp=2)
-    return mesh.tp_ranks, mesh.dp_ranks
+    out = []
+    for dp, tp, pp in LAYOUTS:
+        mesh = Mesh(ctx, dp=dp, tp=tp, pp=pp)
+        out.append({"tp": mesh.tp_ranks, "dp": mesh.dp_ranks, "pp": mesh.pp_ranks})
+    return out
 
 
 @pytest.mark.cluster
-def test_pp1_is_the_dp_tp_mesh_of_hpclab_parallel_mesh():
-    groups = mesh_groups(dp=2, tp=2)
-    for rank, (tp_ranks, dp_ranks) in enumerate(run_local(_mesh_ranks, 4)):
-        assert tp_ranks in groups["tp"] and rank in tp_ranks
-        assert dp_ranks in groups["dp"] and rank in dp_ranks
+def test_groups_are_the_groups_of_hpclab_parallel_mesh():
+    for rank, meshes in enumerate(run_local(_mesh_ranks, 4)):
+        for (dp, tp, pp), held in zip(LAYOUTS, meshes):
+            groups = mesh_groups(dp, tp, pp)
+            for kind, ranks in held.items():
+                assert ranks in groups[kind] and rank in ranks, (dp, tp, pp, kind)
 
 
 def test_draw_colours_one_cell_per_rank_and_panel():
