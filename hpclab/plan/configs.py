@@ -1,6 +1,6 @@
 """Every way to run a model on p ranks: the planner's configurations.
 
-A configuration (a `Layout`) factors the world size into data, tensor and pipeline
+A configuration (a `Layout`, the 3-D trainer's: hpclab.parallel.parallel_3d) factors the world size into data, tensor and pipeline
 parallel degrees and picks how a step is cut and sharded:
 
     p = d · t · pp         d data-parallel replicas, t tensor ranks, pp pipeline stages
@@ -11,7 +11,7 @@ parallel degrees and picks how a step is cut and sharded:
 
 `configurations(world, shape, batch)` lists them all, each once, under the rules the
 trainer enforces: t divides the heads a and the MLP width f, every stage gets a layer
-(interleaved: L divisible by pp·v and m a multiple of pp, as Megatron-LM requires), d
+(interleaved: every one of the pp·v pieces, and m a multiple of pp, as Megatron-LM), d
 divides the batch B and m divides B/d. Without a pipeline there is one micro-batch and
 no schedule to choose (more micro-batches would be gradient accumulation: slower, and a
 memory trade hpclab.memory already shows); with one replica ZeRO shards nothing, so only
@@ -24,39 +24,11 @@ stage 0 is listed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from hpclab.parallel.parallel_3d import INTERLEAVED_CHUNKS, Layout
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
 MICRO_BATCHES = (1, 2, 4, 8)
-CHUNKS = 2          # v: model chunks per rank of the interleaved schedule
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One configuration (the 3-D trainer's, hpclab.parallel.parallel_3d)."""
-    dp: int = 1
-    tp: int = 1
-    pp: int = 1
-    micro_batches: int = 1
-    zero: int = 0                   # 0 or 1; 2, 3 only with pp == 1
-    schedule: str = "1f1b"          # "gpipe" | "1f1b" | "interleaved"
-    sequence_parallel: bool = False
-
-    def __post_init__(self):
-        for name in ("dp", "tp", "pp", "micro_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.zero not in (0, 1, 2, 3):
-            raise ValueError(f"zero must be 0, 1, 2 or 3, got {self.zero}")
-        if self.zero >= 2 and self.pp > 1:
-            raise ValueError(f"ZeRO stage {self.zero} shards gradients during backward and "
-                             f"does not combine with a pipeline (pp={self.pp}): use zero <= 1")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-
-    @property
-    def world_size(self) -> int:
-        return self.dp * self.tp * self.pp
+CHUNKS = INTERLEAVED_CHUNKS   # v: model chunks per rank of the interleaved schedule
 
 
 def factorizations(world: int) -> list[tuple[int, int, int]]:
@@ -86,7 +58,7 @@ def configurations(world: int, shape, batch: int, micro_batches=MICRO_BATCHES,
         else:
             cuts = [(m, s) for m in micro_batches if per_replica % m == 0 for s in schedules
                     if s != "interleaved"
-                    or (m % pp == 0 and shape.layers % (pp * chunks) == 0)]
+                    or (m % pp == 0 and shape.layers >= pp * chunks)]
         zeros = [0] if d == 1 else [z for z in zero_stages if z <= 1 or pp == 1]
         sps = [sp for sp in sequence_parallel
                if not sp or (t > 1 and (seq is None or seq % t == 0))]

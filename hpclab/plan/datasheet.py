@@ -25,11 +25,12 @@ Links (a cost_model.TwoLevel, 8 GPUs per node, one flow per GPU between nodes):
 
 α, which no data sheet states, is taken as 5 µs inside a node and 10 µs between nodes,
 the order of NCCL's small-message all-reduce latencies (nccl-tests); γ = 3 bytes moved
-per byte reduced at HBM speed. Ranks are placed as Megatron-LM places them: the t tensor
-ranks of a group adjacent (inside a node when t ≤ 8), then the pipeline stages, then the
-replicas — so a group talks over NVLink when all its members fit in one node:
+per byte reduced at HBM speed. Ranks are placed as Megatron-LM and hpclab's Mesh place
+them: the t tensor ranks of a group adjacent (inside a node when t ≤ 8), then the d
+replicas, the pipeline stages outermost — so a group talks over NVLink when all its
+members fit in one node:
 
-    TP group   span t            PP neighbours  span t·pp        DP group  span d·t·pp
+    TP group   span t            DP group   span d·t            PP neighbours  span pp·d·t
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ combined over the d replicas, and the optimizer steps what the rank owns:
     T_DP  = AR_d(Ψ_rank·e_g)                                     ZeRO 0
           = RS_d(Ψ_rank·e_g) + AG_d(Ψ_rank·e_θ)                  ZeRO 1, 2
           = RS_d(Ψ_rank·e_g) + 2·AG_d(Ψ_rank·e_θ)                ZeRO 3 (gathered twice)
+          + AR_d(8 B) + ⌈log₂p⌉·(α + 8β)      the loss: over DP, and from the last stage
     T_opt = t_opt · Ψ_rank / (d if ZeRO ≥ 1 else 1)
 
     T_step = T_pipe + T_DP + T_opt
@@ -37,6 +38,7 @@ schedule's micro-batches in flight) at its fullest stage; for the interleaved sc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -185,17 +187,20 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
         for i in range(p))
     v = chunks if layout.schedule == "interleaved" else 1
     slots = v * m + p - 1 if p > 1 else m
-    hop = 2 * machine.link(t * p).send(a) if p > 1 else 0.0
+    hop = 2 * machine.link(d * t * p).send(a) if p > 1 else 0.0
     psi = max(rank_parameters(shape, par, i) for i in _edge_stages(p))
     per = work.precision
     grads = psi * (per.grad_bytes + per.accum_bytes)
-    dp_costs = machine.link(d * t * p)
+    dp_costs = machine.link(d * t)
     if layout.zero == 0:
         dp = all_reduce(grads, d, dp_costs)
     else:
         gathers = 2 if layout.zero == 3 else 1
         dp = reduce_scatter(grads, d, dp_costs) + gathers * all_gather(psi * per.param_bytes,
                                                                        d, dp_costs)
+    # the step's loss: broadcast from the last stage over PP, averaged over DP (8 bytes)
+    dp += all_reduce(8, d, dp_costs) + (math.ceil(math.log2(p)) * machine.link(d * t * p)
+                                        .send(8) if p > 1 else 0.0)
     owned = psi / d if layout.zero >= 1 else psi
     return Prediction(compute=slots * stage_compute / v, tp=slots * stage_tp / v,
                       pp=slots * hop, dp=dp, optimizer=c.optimizer(owned),

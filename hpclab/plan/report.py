@@ -36,8 +36,6 @@ PAPER = {"gpt3-175b": (GPT3_175B, 2048, 1536), "llama3-8b": (LLAMA3_8B, 8192, 51
          "llama3-70b": (LLAMA3_70B, 8192, 1024), "llama3-405b": (LLAMA3_405B, 8192, 2048)}
 MODELS = ("tiny", *PAPER)
 PAPER_MICRO_BATCHES = tuple(1 << k for k in range(7))
-# messages of the tiny model stay below a few MiB: calibrating up to 4 MiB suffices
-CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(11))
 
 
 @dataclass
@@ -58,12 +56,8 @@ def tiny_machine(cfg: TransformerConfig, world: int, layouts, batch: int,
     and the calibrated message costs."""
     shards = {(batch // (x.dp * x.micro_batches), x.tp) for x in layouts}
     times: LayerTimes = measure_layer_times(cfg, shards, world)
-    costs = measuring.run_local(_calibrate, world, timeout=300)[0] if world > 1 else None
+    costs = measuring.local_costs(world) if world > 1 else None
     return Machine(times, costs, memory_bytes, name=times.where)
-
-
-def _calibrate(ctx):
-    return measuring.calibrate(ranks_per_node=ctx.world_size, sizes=CALIBRATION_SIZES)
 
 
 def plan(world: int = 4, model: str = "tiny", batch: int | None = None,
@@ -113,10 +107,9 @@ def plan(world: int = 4, model: str = "tiny", batch: int | None = None,
     rows.sort(key=lambda r: (r.predicted, r.prediction.memory.total))
     if measure:
         for row in rows:
-            if measuring.supported(row.layout):
-                row.measured = measuring.step_seconds(row.layout, TINY, work.batch, steps)
-                if progress:
-                    progress(row)
+            row.measured = measuring.step_seconds(row.layout, TINY, work.batch, steps)
+            if progress:
+                progress(row)
     return rows
 
 
