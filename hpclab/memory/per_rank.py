@@ -30,7 +30,17 @@ Korthikanti et al. 2022, section 4.2.3):
     n_i = min(m, p − i)    (1F1B: stage i runs p − i warm-up forwards)
 
 so with 1F1B (m >= p) the first stage holds p·(L/p) = L layers' worth — as much as one
-GPU without pipelining would.
+GPU without pipelining would. Interleaved 1F1B (v chunks of L_i/v layers per rank, m a
+multiple of p; pipeline_interleaved.py) counts chunks in flight instead:
+
+    A_i = n_i·(L_i/v)·A_layer(t, sp) + n_i,0·[first] + n_i,v−1·[last]
+    n_i = min(v·m, 2(p − i − 1) + (v − 1)·p + 1)   chunks (m = p: all v·m)
+
+with n_i,c the micro-batches of chunk c among those n_i (micro-batches go through in
+groups of p per chunk: n_i,c = p·⌊n_i/(pv)⌋ + min(p, max(0, n_i mod pv − c·p))), i.e. the
+outside terms counted at the step that holds the most chunks. The first stage holds
+(v·p + p − 1)·L/(p·v) = L·(1 + (p − 1)/(p·v)) layers' worth, a little more than 1F1B's L
+(Korthikanti et al. 2022, section 4.2.3; Narayanan et al. 2021, section 2.2).
 
 On top of what is stored, the backward of one layer needs working memory W (counted once
 per rank, our estimate, checked on CUDA in tests/memory): under recomputation the layer
@@ -53,7 +63,7 @@ from .activations import check_recompute, layer_bytes, outside_terms, total
 from .shapes import TransformerShape
 from .states import MIXED, Precision, bytes_per_parameter, check_optimizer
 
-SCHEDULES = ("1f1b", "gpipe")
+SCHEDULES = ("1f1b", "gpipe", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -82,16 +92,21 @@ class Parallelism:
     sp: bool = False              # sequence parallelism in the tensor-parallel group
     zero: int = 0                 # ZeRO stage 0 (plain data parallel) to 3
     microbatches: int = 1         # m, per step and pipeline
-    schedule: str = "1f1b"        # "1f1b" or "gpipe"
+    schedule: str = "1f1b"        # "1f1b", "gpipe" or "interleaved"
+    chunks: int = 2               # v, model chunks per rank (interleaved only)
 
     def __post_init__(self):
-        for field in ("dp", "tp", "pp", "microbatches"):
+        for field in ("dp", "tp", "pp", "microbatches", "chunks"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if self.zero not in (0, 1, 2, 3):
             raise ValueError(f"zero (the ZeRO stage) must be 0, 1, 2 or 3, got {self.zero}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule == "interleaved" and self.microbatches % self.pp:
+            raise ValueError(f"the interleaved schedule needs microbatches to be a multiple "
+                             f"of pp (as Megatron-LM), got microbatches={self.microbatches}, "
+                             f"pp={self.pp}")
 
     @property
     def world_size(self) -> int:
@@ -102,6 +117,9 @@ class Parallelism:
         if self.pp > shape.layers:
             raise ValueError(f"pp={self.pp} pipeline stages need at least as many layers, "
                              f"the model has {shape.layers}")
+        if self.schedule == "interleaved" and self.pp * self.chunks > shape.layers:
+            raise ValueError(f"pp={self.pp} stages × chunks={self.chunks} need at least "
+                             f"{self.pp * self.chunks} layers, the model has {shape.layers}")
         if shape.heads % self.tp:
             raise ValueError(f"tp={self.tp} must divide the {shape.heads} attention heads")
 
@@ -110,10 +128,23 @@ class Parallelism:
         return shape.layers // self.pp + (1 if stage < shape.layers % self.pp else 0)
 
     def in_flight(self, stage: int) -> int:
-        """n_i: micro-batches whose activations stage i holds at its peak."""
+        """n_i: micro-batches whose activations stage i holds at its peak (interleaved:
+        model chunks, each 1/v of the stage)."""
+        m, p, v = self.microbatches, self.pp, self.chunks
         if self.schedule == "gpipe":
-            return self.microbatches
-        return min(self.microbatches, self.pp - stage)
+            return m
+        if self.schedule == "interleaved":
+            return v * m if m == p else min(v * m, 2 * (p - stage - 1) + (v - 1) * p + 1)
+        return min(m, p - stage)
+
+    def in_flight_of_chunk(self, stage: int, chunk: int) -> int:
+        """n_i,c: the micro-batches of chunk c among the n_i chunks in flight (1F1B and
+        GPipe: chunk 0 is the stage, n_i)."""
+        n = self.in_flight(stage)
+        if self.schedule != "interleaved":
+            return n
+        p, v = self.pp, self.chunks
+        return p * (n // (p * v)) + min(p, max(0, n % (p * v) - chunk * p))
 
 
 @dataclass(frozen=True)
@@ -164,11 +195,17 @@ def rank_activations(shape: TransformerShape, run: Training, par: Parallelism,
     par.check(shape)
     _check_stage(par, stage)
     s, b, e = run.seq, run.micro_batch, run.precision
-    one = par.layers_on(shape, stage) * layer_bytes(shape, s, b, run.recompute, e, par.tp,
-                                                    par.sp)
-    one += total(outside_terms(shape, s, b, e, first=stage == 0, last=stage == par.pp - 1),
-                 par.tp, par.sp)
-    return par.in_flight(stage) * one
+    layers = par.layers_on(shape, stage) * layer_bytes(shape, s, b, run.recompute, e,
+                                                       par.tp, par.sp)
+    first, last = stage == 0, stage == par.pp - 1
+    if par.schedule != "interleaved":
+        outside = total(outside_terms(shape, s, b, e, first=first, last=last), par.tp, par.sp)
+        return par.in_flight(stage) * (layers + outside)
+    v = par.chunks
+    embed = total(outside_terms(shape, s, b, e, first=first, last=False), par.tp, par.sp)
+    head = total(outside_terms(shape, s, b, e, first=False, last=last), par.tp, par.sp)
+    return (par.in_flight(stage) * layers / v + par.in_flight_of_chunk(stage, 0) * embed
+            + par.in_flight_of_chunk(stage, v - 1) * head)
 
 
 def backward_working(shape: TransformerShape, run: Training, par: Parallelism) -> float:

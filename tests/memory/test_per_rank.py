@@ -1,4 +1,5 @@
-"""Per-rank bytes: ZeRO, tensor and pipeline parallel, GPipe against 1F1B, and errors."""
+"""Per-rank bytes: ZeRO, tensor and pipeline parallel, GPipe against 1F1B and interleaved
+1F1B (its chunks in flight those of the schedule's lists), and errors."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from hpclab.memory import (
     stage_memories,
 )
 from hpclab.memory.activations import total
+from hpclab.parallel.pipeline_interleaved import interleaved_1f1b
+from hpclab.parallel.pipeline_schedule import peak_in_flight
 
 pytestmark = [pytest.mark.unit_d]
 
@@ -82,6 +85,51 @@ def test_1f1b_keeps_at_most_p_microbatches_gpipe_all_m():
     assert first_blocks == pytest.approx(8 * per_layer)
     few = stage_memories(shape, run, Parallelism(pp=4, microbatches=2))
     assert few[1].activations == pytest.approx(2 * 2 * per_layer)   # min(m, p - i)
+
+
+def _held_at_peak(actions, v):
+    """Per chunk, the micro-batches held when the list first holds the most chunks."""
+    held, best, at_peak = set(), -1, None
+    for a in actions:
+        if a.kind == "F":
+            held.add((a.micro, a.chunk))
+        else:
+            held.discard((a.micro, a.chunk))
+        if len(held) > best:
+            best, at_peak = len(held), [sum(c == k for _, c in held) for k in range(v)]
+    return at_peak
+
+
+@pytest.mark.parametrize("v", [2, 3])
+def test_interleaved_counts_the_chunks_of_the_schedule(v):
+    for p in range(1, 6):
+        for m in (p, 2 * p, 3 * p):
+            par = Parallelism(pp=p, microbatches=m, schedule="interleaved", chunks=v)
+            for r in range(p):
+                actions = interleaved_1f1b(p, m, r, v)
+                assert par.in_flight(r) == peak_in_flight(actions), (p, m, r)
+                assert [par.in_flight_of_chunk(r, c) for c in range(v)] == \
+                    _held_at_peak(actions, v), (p, m, r)
+
+
+def test_interleaved_first_stage_holds_a_little_more_than_1f1b():
+    """Korthikanti et al. 2022, 4.2.3: L·(1 + (p − 1)/(p·v)) layers' worth on stage 0."""
+    shape = TransformerShape(layers=16, hidden=256, heads=8, vocab=1000)
+    run = Training(seq=512, micro_batch=2, precision=MIXED)
+    per_layer = layer_bytes(shape, 512, 2, "none", MIXED)
+    embed = total(outside_terms(shape, 512, 2, MIXED, last=False))
+    p, v, m = 4, 2, 8
+    first = stage_memories(shape, run, Parallelism(pp=p, microbatches=m,
+                                                   schedule="interleaved", chunks=v))[0]
+    assert first.activations - (2 * p - 1) * embed == pytest.approx(
+        16 * (1 + (p - 1) / (p * v)) * per_layer)
+    f1b = stage_memories(shape, run, Parallelism(pp=p, microbatches=m))[0]
+    assert first.activations > f1b.activations
+    with pytest.raises(ValueError, match="needs microbatches to be a multiple of pp"):
+        Parallelism(pp=4, microbatches=6, schedule="interleaved")
+    six = TransformerShape(layers=6, hidden=256, heads=8, vocab=1000)
+    with pytest.raises(ValueError, match="chunks=2 need at least 8 layers, the model has 6"):
+        rank_memory(six, run, Parallelism(pp=4, microbatches=4, schedule="interleaved"))
 
 
 def test_selective_and_full_recomputation_shrink_activations():

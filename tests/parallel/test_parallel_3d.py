@@ -11,8 +11,11 @@ init_device_mesh. Bad layouts fail at construction with the values named.
 
 import pytest
 import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
 
 from hpclab.cluster.spawn import run_local
+from hpclab.memory import Parallelism
 from hpclab.parallel.parallel_3d import Layout, Trainer3D
 from hpclab.problems.transformer import lm_loss, tiny_transformer
 from hpclab.train import train_step
@@ -50,6 +53,11 @@ def _train(ctx, runs):
         trainer = Trainer3D(ctx, layout, _model(n_layers), torch.optim.AdamW, lr=LR)
         losses = [trainer.step(b) for b in _batches()]
         peak = trainer.timeline.peak_in_flight if trainer.timeline is not None else None
+        m = layout.micro_batches
+        if m > 1:       # fewer rows per replica than micro-batches: refused on every rank
+            x, y = _batches()[0]
+            with pytest.raises(ValueError, match=f"fewer than micro_batches={m}"):
+                trainer.step((x[:layout.dp * (m - 1)], y[:layout.dp * (m - 1)]))
         out.append((losses, trainer.full_parameters(), peak, trainer.mesh.pp.rank))
     return out
 
@@ -75,3 +83,83 @@ def _check(runs, world_size):
 def test_dp2_pp2_trains_like_a_single_process():
     _check([(Layout(dp=2, pp=2, micro_batches=2, schedule="gpipe"), 2),
             (Layout(dp=2, pp=2, micro_batches=4, schedule="1f1b", zero=1), 2)], 4)
+
+
+def test_tp2_pp2_trains_like_a_single_process():
+    """Interleaved (v = 2 chunks of one block each) with sequence parallel, and 1F1B;
+    the interleaved step's measured peak in flight is the memory calculator's n_i."""
+    interleaved = Layout(tp=2, pp=2, micro_batches=2, schedule="interleaved",
+                         sequence_parallel=True)
+    results = _check([(interleaved, 4), (Layout(tp=2, pp=2, micro_batches=4), 3)], 4)
+    calculator = Parallelism(pp=2, microbatches=2, schedule="interleaved", chunks=2)
+    for res in results:
+        _, _, peak, stage = res[0]
+        assert peak == calculator.in_flight(stage), (stage, peak)
+        _, _, peak, stage = res[1]
+        assert peak == Parallelism(pp=2, microbatches=4).in_flight(stage), (stage, peak)
+
+
+def test_dp2_tp2_trains_like_a_single_process():
+    """pp = 1 (no pipeline executor): sequence parallel over m = 2 accumulated
+    micro-batches; ZeRO-2 and ZeRO-3 over the DP group."""
+    _check([(Layout(dp=2, tp=2, micro_batches=2, sequence_parallel=True), 2),
+            (Layout(dp=2, tp=2, zero=2), 2), (Layout(dp=2, tp=2, zero=3), 2)], 4)
+
+
+def _groups_and_train(ctx, runs):
+    """The mesh's three groups are init_device_mesh((2, 2, 2))'s, then `_train`."""
+    layout, n_layers = runs[0]
+    trainer_mesh = Trainer3D(ctx, layout, _model(n_layers), torch.optim.AdamW, lr=LR).mesh
+    torch_mesh = init_device_mesh("cpu", (2, 2, 2), mesh_dim_names=("pp", "dp", "tp"))
+    for axis in ("pp", "dp", "tp"):
+        ours = sorted(dist.get_process_group_ranks(getattr(trainer_mesh, axis).group))
+        assert ours == sorted(dist.get_process_group_ranks(torch_mesh.get_group(axis))), axis
+    assert tuple(torch_mesh.get_coordinate()) == (trainer_mesh.pp.rank, trainer_mesh.dp.rank,
+                                                  trainer_mesh.tp.rank)
+    return _train(ctx, runs)
+
+
+@pytest.mark.slow
+def test_dp2_tp2_pp2_on_eight_ranks_trains_like_a_single_process():
+    """2 × 2 × 2: interleaved 1F1B, sequence parallel, ZeRO-1 over each stage's DP group;
+    the mesh's groups are init_device_mesh((2, 2, 2))'s."""
+    layout = Layout(dp=2, tp=2, pp=2, micro_batches=2, schedule="interleaved",
+                    sequence_parallel=True, zero=1)
+    results = run_local(_groups_and_train, 8, [(layout, 4)], timeout=300)
+    ref_losses, ref_params = _reference(4)
+    for rank, res in enumerate(results):
+        losses, params, _, _ = res[0]
+        torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref_losses),
+                                   rtol=1e-9, atol=0, msg=f"rank {rank}")
+        for name, p in ref_params.items():
+            torch.testing.assert_close(params[name], p, rtol=1e-8, atol=1e-10,
+                                       msg=f"rank {rank}: {name}")
+
+
+def test_bad_layouts_fail_at_construction_naming_the_values():
+    class Ctx:
+        rank, world_size, timeout = 0, 4, 10.0
+    for kwargs, message in [
+            ({"dp": 0}, "dp must be >= 1, got 0"),
+            ({"zero": 4}, "zero .* must be 0, 1, 2 or 3, got 4"),
+            ({"schedule": "zb"}, "schedule must be one of .* got 'zb'"),
+            ({"pp": 2, "zero": 2}, "zero=2 needs pp=1, got pp=2: ZeRO-2 reduces"),
+            ({"pp": 2, "micro_batches": 3, "schedule": "interleaved"},
+             "needs micro_batches to be a multiple of pp, got micro_batches=3, pp=2")]:
+        with pytest.raises(ValueError, match=message):
+            Layout(**kwargs)
+    assert Layout(dp=2, tp=2, pp=2).world_size == 8
+    with pytest.raises(ValueError, match=r"dp × tp × pp = 2 × 2 × 1 = 4 must equal the "
+                                         r"world size 8"):
+        Layout(dp=2, tp=2).check(8)
+    for layout, n_layers, message in [
+            (Layout(pp=4), 2, "4 pieces need at least 4 blocks, the model has n_layers=2"),
+            (Layout(pp=2, micro_batches=2, schedule="interleaved", dp=2), 3,
+             "pp=2 stages × v=2 chunks = 4 pieces need at least 4 blocks"),
+            (Layout(tp=2, dp=2, zero=2, sequence_parallel=True), 2,
+             "sequence_parallel with tp=2 and zero=2 is not offered")]:
+        with pytest.raises(ValueError, match=message):
+            Trainer3D(Ctx(), layout, _model(n_layers), torch.optim.AdamW, lr=LR)
+    three = type("Ctx3", (), {"rank": 0, "world_size": 3, "timeout": 10.0})
+    with pytest.raises(ValueError, match="tp=3 must divide n_heads=4"):
+        Trainer3D(three(), Layout(tp=3), _model(2), torch.optim.AdamW, lr=LR)
