@@ -56,6 +56,12 @@ from hpclab.parallel.sequence_parallel import all_reduce_sequence_parallel_grads
 
 
 class Mesh:
+    """This rank's place in the grid and its three groups (collective to build).
+
+    coords = (d, j) and stage = k: its replica, TP rank and pipeline stage;
+    tp_ranks, dp_ranks, pp_ranks: the global ranks of its three groups;
+    tp, dp, pp: DistContexts of this rank in them (rank j, d, k of tp, dp, pp ranks)."""
+
     def __init__(self, ctx: DistContext, dp: int, tp: int, pp: int = 1,
                  algorithm: str = "torch"):
         if dp < 1 or tp < 1 or pp < 1 or dp * tp * pp != ctx.world_size:

@@ -52,7 +52,7 @@ from torch import nn
 
 from hpclab import comm
 from hpclab.parallel.mesh import Mesh
-from hpclab.parallel.pipeline_equal_stages import SCHEDULES
+from hpclab.parallel.pipeline_equal_stages import SCHEDULES  # name -> (p, m, r) -> actions
 from hpclab.parallel.pipeline_executor import PipelineTimeline, run_schedule
 from hpclab.parallel.sequence_parallel import (
     all_reduce_sequence_parallel_grads,
@@ -107,6 +107,7 @@ class Layout:
         return INTERLEAVED_CHUNKS if self.schedule == "interleaved" and self.pp > 1 else 1
 
     def check(self, world_size: int) -> None:
+        """The layout must use exactly the job's ranks."""
         if self.world_size != world_size:
             raise ValueError(f"dp × tp × pp = {self.dp} × {self.tp} × {self.pp} = "
                              f"{self.world_size} must equal the world size {world_size}")
@@ -120,7 +121,7 @@ class Piece(nn.Module):
                  tp, sequence_parallel: bool, algorithm: str):
         super().__init__()
         self.tp, self.sequence_parallel, self.algorithm = tp, sequence_parallel, algorithm
-        self.first, self.last = first, last
+        self.first, self.last, self.block_size = first, last, model.cfg.block_size
         if first:
             self.tok_emb = copy.deepcopy(model.tok_emb)
             self.pos_emb = copy.deepcopy(model.pos_emb)
@@ -135,6 +136,9 @@ class Piece(nn.Module):
         them the residual stream h, (B, T/t, C) on each TP rank with sequence parallel."""
         if self.first:
             idx = h
+            if idx.shape[1] > self.block_size:
+                raise ValueError(f"sequence length {idx.shape[1]} exceeds block_size="
+                                 f"{self.block_size}")
             h = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
             if self.sequence_parallel:
                 h = scatter_to_sequence(h, self.tp, self.algorithm)
@@ -152,7 +156,7 @@ class Trainer3D:
     def __init__(self, ctx, layout: Layout, model: TinyTransformer, optimizer_class,
                  **opt_kwargs):
         layout.check(ctx.world_size)
-        _check_model(model, layout)
+        check_model(model, layout)
         self.ctx, self.layout, self.algorithm = ctx, layout, ALGORITHM
         self.mesh = Mesh(ctx, layout.dp, layout.tp, layout.pp)
         self.timeline: PipelineTimeline | None = None
@@ -243,13 +247,13 @@ class Trainer3D:
                 mine = self._gather_tp()
         else:
             mine = self._gather_tp()
-        stages = [None] * self.mesh.pp.world_size
-        if len(stages) == 1:
-            return mine
-        device = next(iter(mine.values())).device
-        dist.all_gather_object(stages, {n: t.cpu() for n, t in mine.items()},
-                               group=self.mesh.pp.group)
-        full = {n: t.to(device) for stage in stages for n, t in stage.items()}
+        full = mine
+        if self.mesh.pp.world_size > 1:
+            stages = [None] * self.mesh.pp.world_size
+            device = next(iter(mine.values())).device
+            dist.all_gather_object(stages, {n: t.cpu() for n, t in mine.items()},
+                                   group=self.mesh.pp.group)
+            full = {n: t.to(device) for stage in stages for n, t in stage.items()}
         return {n: full[n] for n in self._names}
 
     def _gather_tp(self) -> dict[str, torch.Tensor]:
@@ -259,7 +263,9 @@ class Trainer3D:
         return out
 
 
-def _check_model(model: TinyTransformer, layout: Layout) -> None:
+def check_model(model: TinyTransformer, layout: Layout) -> None:
+    """Can `layout` split `model`? A ValueError naming the values if not (no processes
+    needed: a planner can filter layouts with it)."""
     cfg, t = model.cfg, layout.tp
     pieces = layout.pp * layout.chunks
     if cfg.n_layers < pieces:

@@ -6,7 +6,8 @@ On 4 ranks each pairing of two kinds: DP2 × PP2 (GPipe; 1F1B with ZeRO-1), TP2 
 (interleaved with sequence parallel, whose measured peak in flight is the memory
 calculator's; 1F1B), DP2 × TP2 (sequence parallel with m = 2 accumulated micro-batches;
 ZeRO-2 and ZeRO-3). On 8 ranks (slow) 2 × 2 × 2 with its groups checked against
-init_device_mesh. Bad layouts fail at construction with the values named.
+init_device_mesh. Bad layouts fail at construction with the values named; a NaN loss on
+one replica raises NonFiniteLossError on every rank.
 """
 
 import pytest
@@ -16,9 +17,9 @@ from torch.distributed.device_mesh import init_device_mesh
 
 from hpclab.cluster.spawn import run_local
 from hpclab.memory import Parallelism
-from hpclab.parallel.parallel_3d import Layout, Trainer3D
+from hpclab.parallel.parallel_3d import Layout, Trainer3D, check_model
 from hpclab.problems.transformer import lm_loss, tiny_transformer
-from hpclab.train import train_step
+from hpclab.train import NonFiniteLossError, train_step
 
 pytestmark = [pytest.mark.unit_d, pytest.mark.cluster]   # run_local: process groups
 
@@ -45,10 +46,19 @@ def _reference(n_layers):
     return losses, {n: p.detach() for n, p in model.named_parameters()}
 
 
-def _train(ctx, runs):
+def _train(ctx, runs, poison=False):
     """Each (layout, n_layers) of `runs` trained on this rank: losses, full parameters,
-    the last step's peak in flight and this rank's pipeline stage."""
+    the last step's peak in flight and this rank's pipeline stage. poison: first, a NaN
+    in replica 0's head stops the first layout's step 0 on every rank."""
     out = []
+    if poison:
+        layout, n_layers = runs[0]
+        trainer = Trainer3D(ctx, layout, _model(n_layers), torch.optim.AdamW, lr=LR)
+        if trainer.mesh.coords[0] == 0 and trainer.chunks[-1].last:
+            with torch.no_grad():
+                trainer.chunks[-1].head.bias[0] = float("nan")
+        with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
+            trainer.step(_batches()[0])
     for layout, n_layers in runs:
         trainer = Trainer3D(ctx, layout, _model(n_layers), torch.optim.AdamW, lr=LR)
         losses = [trainer.step(b) for b in _batches()]
@@ -62,8 +72,8 @@ def _train(ctx, runs):
     return out
 
 
-def _check(runs, world_size):
-    results = run_local(_train, world_size, runs, timeout=180)
+def _check(runs, world_size, poison=False):
+    results = run_local(_train, world_size, runs, poison, timeout=180)
     for i, (layout, n_layers) in enumerate(runs):
         ref_losses, ref_params = _reference(n_layers)
         for rank, res in enumerate(results):
@@ -81,8 +91,10 @@ def _check(runs, world_size):
 
 
 def test_dp2_pp2_trains_like_a_single_process():
+    """GPipe, and 1F1B with ZeRO-1; a NaN loss on one replica stops every rank."""
     _check([(Layout(dp=2, pp=2, micro_batches=2, schedule="gpipe"), 2),
-            (Layout(dp=2, pp=2, micro_batches=4, schedule="1f1b", zero=1), 2)], 4)
+            (Layout(dp=2, pp=2, micro_batches=4, schedule="1f1b", zero=1), 2)], 4,
+           poison=True)
 
 
 def test_tp2_pp2_trains_like_a_single_process():
@@ -160,6 +172,9 @@ def test_bad_layouts_fail_at_construction_naming_the_values():
              "sequence_parallel with tp=2 and zero=2 is not offered")]:
         with pytest.raises(ValueError, match=message):
             Trainer3D(Ctx(), layout, _model(n_layers), torch.optim.AdamW, lr=LR)
+    check_model(_model(4), Layout(pp=2, micro_batches=2, schedule="interleaved"))
+    with pytest.raises(ValueError, match="need at least 4 blocks"):   # without processes
+        check_model(_model(3), Layout(pp=2, micro_batches=2, schedule="interleaved"))
     three = type("Ctx3", (), {"rank": 0, "world_size": 3, "timeout": 10.0})
     with pytest.raises(ValueError, match="tp=3 must divide n_heads=4"):
         Trainer3D(three(), Layout(tp=3), _model(2), torch.optim.AdamW, lr=LR)
