@@ -30,11 +30,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--gpu", choices=sorted(GPUS), default="a100", help="on paper")
     ap.add_argument("--recompute", choices=("none", "selective", "full"), default=None)
     ap.add_argument("--micro-batches", type=int, nargs="+", default=None,
-                    help="the m to try (default 1 2 4 8; on paper 1 2 4 … 64)")
+                    help="the m to try (default 1 2 4 8; on paper 1 2 4 … 4096)")
     ap.add_argument("--sequence-parallel", action="store_true",
                     help="also list sequence-parallel variants where tp > 1")
     ap.add_argument("--measure", action="store_true", help="run every configuration here")
     ap.add_argument("--steps", type=int, default=5, help="measured steps per configuration")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every configuration this many times in turn, keep the best")
     ap.add_argument("--top", type=int, default=None, help="print the best N only")
     ap.add_argument("--out", default=None, help="also write the report (markdown) here")
     args = ap.parse_args(argv)
@@ -49,6 +51,7 @@ def main(argv: list[str]) -> int:
                     memory_gb=args.memory_gb, measure=args.measure, gpu=args.gpu,
                     micro_batches=args.micro_batches, sequence_parallel=sp,
                     recompute=args.recompute, steps=args.steps,
+                    rounds=args.rounds,
                     progress=progress)
     except ValueError as exc:
         print(f"hpclab plan: {exc}", file=sys.stderr)

@@ -14,12 +14,13 @@ planner needs, for every (b, t) some configuration uses,
                      (replicated under tensor parallelism, as tp_transformer.py does)
     t_opt            the optimizer step, per parameter (Adam: a few passes over θ, g, m, v)
 
-`measure_layer_times(cfg, shards, world)` times them on `world` forked ranks at once, one
-thread each, as the trainer's ranks run (run_local): the ranks share the cores, and
-the layers are timed under that sharing. Each figure is the median of `repeats` runs
-after a warm-up, on every rank, then the slowest rank's (a step waits for the slowest).
+`measure_layer_times(cfg, shards)` times them in this process on one thread, as each of
+the trainer's ranks computes (run_local gives every rank one thread); the predictor
+scales them when the ranks share fewer cores (predict.share). world > 1 times them on
+that many forked ranks at once instead, under whatever sharing that brings, and keeps
+the slowest rank's. Each figure is the median of `repeats` runs after a warm-up.
 
-    times = measure_layer_times(cfg, shards={(4, 1), (4, 2), (2, 1)}, world=4)
+    times = measure_layer_times(cfg, shards={(4, 1), (4, 2), (2, 1)})
     times.block(4, 64, 2)          # seconds, b = 4 rows of s = 64 tokens, t = 2
 """
 
@@ -171,7 +172,7 @@ def measure_layer_times(cfg: TransformerConfig, shards, world: int = 1,
     else:
         ranks = run_local(_on_rank, world, cfg, shards, repeats, timeout=timeout)
     slowest = {key: max(r[key] for r in ranks) for key in ranks[0]}
-    times = LayerTimes(seq=cfg.block_size, where=f"{world} ranks of this machine")
+    times = LayerTimes(seq=cfg.block_size, where=f"{world} rank(s) of this machine")
     for key, seconds in slowest.items():
         if key[0] == "block":
             times.blocks[key[1], key[2]] = seconds

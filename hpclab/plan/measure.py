@@ -2,7 +2,7 @@
 
     step_seconds(layout, cfg, batch=16)     # median step of `steps` after a warm-up
     held_bytes(layout, cfg, batch=16)       # model states each rank holds
-    local_costs(world=4)                    # the cost model's tables (comm.measure.calibrate)
+    local_costs(world=4)                    # α, β, α₂, β₂ of gloo and hpclab.comm's p2p
 
 Each configuration runs on `layout.world_size` forked processes (run_local, gloo, one
 thread each) training the tiny transformer with the 3-D trainer
@@ -20,15 +20,16 @@ import torch
 import torch.distributed as dist
 
 from hpclab.cluster.spawn import run_local
-from hpclab.comm.measure import calibrate
+from hpclab.comm.cost_model import Params, fit_alpha_beta
+from hpclab.comm.measure import ping_pong, time_all_reduces
 from hpclab.memory.measure import held_states
 from hpclab.optim import Adam
 from hpclab.parallel.parallel_3d import Layout, Trainer3D
 from hpclab.problems.transformer import TransformerConfig, tiny_transformer
 
 LR = 1e-3
-# the tiny model's messages stay below a few MiB: calibrating 4 B … 4 MiB suffices
-CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(11))
+# the tiny model's messages: 4 B (the loss) … 1 MiB (its gradients)
+CALIBRATION_SIZES = tuple(4 << (2 * k) for k in range(10))
 
 
 def synthetic_batch(cfg: TransformerConfig, batch: int, seed: int = 0):
@@ -74,11 +75,27 @@ def held_bytes(layout: Layout, cfg: TransformerConfig, batch: int, timeout: floa
     return run_local(_held, layout.world_size, layout, cfg, batch, timeout=timeout)
 
 
-def _costs(ctx, sizes):
-    return calibrate(ranks_per_node=ctx.world_size, sizes=sizes)
+def _link_times(ctx, sizes, repeats):
+    all_reduces = {n: time_all_reduces(torch.zeros(max(n // 4, 1)), ["torch"], repeats)["torch"]
+                   for n in sizes}
+    return all_reduces, ping_pong(sizes, repeats)
 
 
-def local_costs(world: int, sizes=CALIBRATION_SIZES, timeout: float = 300.0):
-    """The message costs of `world` local ranks (comm.measure.calibrate, rank 0's copy:
-    calibrate gives every rank the same tables)."""
-    return run_local(_costs, world, sizes, timeout=timeout)[0]
+def local_costs(world: int, sizes=CALIBRATION_SIZES, repeats: int = 5,
+                timeout: float = 300.0) -> Params:
+    """α, β, α₂, β₂ of `world` local ranks as the 3-D trainer uses them: its collectives
+    are torch.distributed's (gloo), its pipeline messages hpclab.comm's send/recv. So
+
+        α, β      fitted to the one-way message time (comm.measure.ping_pong)
+        α₂, β₂    fitted to gloo's all-reduce read as the ring, t = 2(p−1)·(α₂ + (n/p)·β₂):
+                  t/(2(p−1)) against n/p; its additions are inside, γ = 0
+
+    each time the best of `repeats` (comm.measure: the others only ever add time)."""
+    if world < 2:
+        raise ValueError(f"message costs need at least 2 ranks, got world={world}")
+    all_reduces, one_way = run_local(_link_times, world, sizes, repeats, timeout=timeout)[0]
+    alpha, beta = fit_alpha_beta(list(one_way), list(one_way.values()))
+    steps = 2 * (world - 1)
+    alpha2, beta2 = fit_alpha_beta([n / world for n in all_reduces],
+                                   [t / steps for t in all_reduces.values()])
+    return Params(alpha, beta, 0.0, beta_duplex=beta2, alpha_duplex=alpha2)

@@ -30,7 +30,13 @@ with the ring's collectives on n bytes over q ranks (cost_model.ring = RS + AG):
 
     RS_q(n) = (q−1)·(α₂ + (n/q)·β₂ + (n/q)·γ)      AG_q(n) = (q−1)·(α₂ + (n/q)·β₂)
 
-Nothing is assumed to overlap (our trainer reduces after backward). Memory per rank is
+Nothing is assumed to overlap (our trainer reduces after backward). When the p ranks
+share c < p cores (local ranks of one CPU), a layer timed on one core alone takes
+max(1, p_busy/c) times as long, with p_busy = p·(1 − bubble) ranks computing on average
+(and all p in the optimizer step): a pipeline's idle stages leave their cores to the
+busy ones.
+
+Memory per rank is
 hpclab.memory's calculator (per_rank.py: states with ZeRO over d, activations with the
 schedule's micro-batches in flight) at its fullest stage; for the interleaved schedule the
 1F1B figure scaled by the chunks in flight, n_r/(v·min(m, p−r)) (pipeline_interleaved.py).
@@ -86,6 +92,7 @@ class Machine:
     costs: Costs | Callable[[int], Costs]
     memory_bytes: float | None = None      # None: no limit
     name: str = "this machine"
+    cores: int | None = None               # c ranks' worth of compute; None: one per rank
 
     def link(self, span: int) -> Costs:
         return self.costs(span) if callable(self.costs) else self.costs
@@ -117,6 +124,12 @@ def reduce_scatter(n: float, q: int, c: Costs) -> float:
 
 def all_gather(n: float, q: int, c: Costs) -> float:
     return 0.0 if q == 1 else (q - 1) * c.exchange(n / q)
+
+
+def share(machine: Machine, busy: float) -> float:
+    """How much slower a rank computes when `busy` ranks compute at once on c cores:
+    max(1, busy/c) (a layer time is measured on one core alone)."""
+    return 1.0 if machine.cores is None else max(1.0, busy / machine.cores)
 
 
 def bubble_fraction(layout: Layout, chunks: int = CHUNKS) -> float:
@@ -202,7 +215,9 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
     dp += all_reduce(8, d, dp_costs) + (math.ceil(math.log2(p)) * machine.link(d * t * p)
                                         .send(8) if p > 1 else 0.0)
     owned = psi / d if layout.zero >= 1 else psi
-    return Prediction(compute=slots * stage_compute / v, tp=slots * stage_tp / v,
-                      pp=slots * hop, dp=dp, optimizer=c.optimizer(owned),
-                      bubble=bubble_fraction(layout, chunks),
+    bubble = bubble_fraction(layout, chunks)
+    return Prediction(compute=slots * stage_compute / v * share(machine, d * t * p * (1 - bubble)),
+                      tp=slots * stage_tp / v, pp=slots * hop, dp=dp,
+                      optimizer=c.optimizer(owned) * share(machine, d * t * p),
+                      bubble=bubble,
                       memory=memory(work, layout, chunks))

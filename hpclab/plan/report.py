@@ -17,9 +17,11 @@ HBM; for "tiny" no limit unless memory_gb is given).
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass
 
+from hpclab.comm.cost_model import Params
 from hpclab.memory import GB, GPT3_175B, LLAMA3_8B, LLAMA3_70B, LLAMA3_405B, MIXED, tiny_shape
 from hpclab.problems.transformer import TransformerConfig
 
@@ -35,7 +37,7 @@ TINY_BATCH = 16
 PAPER = {"gpt3-175b": (GPT3_175B, 2048, 1536), "llama3-8b": (LLAMA3_8B, 8192, 512),
          "llama3-70b": (LLAMA3_70B, 8192, 1024), "llama3-405b": (LLAMA3_405B, 8192, 2048)}
 MODELS = ("tiny", *PAPER)
-PAPER_MICRO_BATCHES = tuple(1 << k for k in range(7))
+PAPER_MICRO_BATCHES = tuple(1 << k for k in range(13))   # 1 … 4096
 
 
 @dataclass
@@ -52,24 +54,26 @@ class Row:
 
 def tiny_machine(cfg: TransformerConfig, world: int, layouts, batch: int,
                  memory_bytes: float | None = None) -> Machine:
-    """This machine: `world` local ranks, layer times at every (b, t) the layouts use,
-    and the calibrated message costs."""
+    """This machine: `world` local ranks on its cores, layer times at every (b, t) the
+    layouts use (one core each, layer_times.py), and the message costs (measure.py)."""
     shards = {(batch // (x.dp * x.micro_batches), x.tp) for x in layouts}
-    times: LayerTimes = measure_layer_times(cfg, shards, world)
-    costs = measuring.local_costs(world) if world > 1 else None
-    return Machine(times, costs, memory_bytes, name=times.where)
+    times: LayerTimes = measure_layer_times(cfg, shards)
+    costs = measuring.local_costs(world) if world > 1 else Params(0.0, 0.0, 0.0)
+    return Machine(times, costs, memory_bytes, name=f"{world} local ranks",
+                   cores=os.cpu_count())
 
 
 def plan(world: int = 4, model: str = "tiny", batch: int | None = None,
          memory_gb: float | None = None, measure: bool = False, gpu: str = "a100",
          micro_batches=None, sequence_parallel=(False,), recompute: str | None = None,
-         steps: int = 5,
+         steps: int = 5, rounds: int = 1, select=None,
          machine: Machine | None = None, progress=None) -> list[Row]:
     """Every configuration for `world` ranks, ranked by predicted step time (module
-    docstring); measure=True runs each one this machine can run ("tiny" only).
-    micro_batches: the m to try (default 1, 2, 4, 8 for "tiny", powers of 2 up to 64
-    on paper); recompute: "none" (default for "tiny"), "selective" (default on paper, as
-    Megatron-LM trains) or "full". `machine` reuses a Machine (e.g. from an earlier
+    docstring); measure=True runs each one ("tiny" only), `rounds` times over all of
+    them in turn, keeping each one's best round (a median over `steps` steps).
+    micro_batches: the m to try (default 1, 2, 4, 8 for "tiny", powers of 2 up to
+    4096 on paper); recompute: "none" (default for "tiny"), "selective" (default on paper, as
+    Megatron-LM trains) or "full". select(layout) -> bool keeps a subset. `machine` reuses a Machine (e.g. from an earlier
     call's tiny_machine); `progress`, if given, is called with each measured Row."""
     if model == "tiny":
         cfg, batch = TINY, batch or TINY_BATCH
@@ -87,6 +91,8 @@ def plan(world: int = 4, model: str = "tiny", batch: int | None = None,
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     layouts = configurations(world, work.shape, work.batch, micro_batches=micro_batches,
                              sequence_parallel=sequence_parallel, seq=work.seq)
+    if select is not None:
+        layouts = [x for x in layouts if select(x)]
     if not layouts:
         raise ValueError(f"no configuration of {world} ranks splits {work.shape.name} with "
                          f"B={work.batch}: check that the world size's factors divide the "
@@ -106,10 +112,12 @@ def plan(world: int = 4, model: str = "tiny", batch: int | None = None,
         rows.append(Row(layout, p, limit is None or p.memory.total <= limit))
     rows.sort(key=lambda r: (r.predicted, r.prediction.memory.total))
     if measure:
-        for row in rows:
-            row.measured = measuring.step_seconds(row.layout, TINY, work.batch, steps)
-            if progress:
-                progress(row)
+        for _ in range(rounds):   # the best round: on a shared machine others only add time
+            for row in rows:
+                t = measuring.step_seconds(row.layout, TINY, work.batch, steps)
+                row.measured = t if row.measured is None else min(row.measured, t)
+                if progress:
+                    progress(row)
     return rows
 
 
