@@ -44,7 +44,8 @@ def configurations(world: int, shape, batch: int, micro_batches=MICRO_BATCHES,
                    sequence_parallel=(False,), seq: int | None = None) -> list[Layout]:
     """Every Layout for `world` ranks training `shape` (a TransformerShape) on global
     batches of `batch` sequences; sequence_parallel=(False, True) lists both where t > 1
-    (seq, the sequence length, must then be divisible by t)."""
+    (seq, the sequence length, must then be divisible by t; not with ZeRO 2, 3, which the
+    trainer refuses with it: parallel_3d.check_model)."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     out = []
@@ -62,5 +63,7 @@ def configurations(world: int, shape, batch: int, micro_batches=MICRO_BATCHES,
         zeros = [0] if d == 1 else [z for z in zero_stages if z <= 1 or pp == 1]
         sps = [sp for sp in sequence_parallel
                if not sp or (t > 1 and (seq is None or seq % t == 0))]
-        out += [Layout(d, t, pp, m, z, s, sp) for m, s in cuts for z in zeros for sp in sps]
+        # ZeRO-2/3 reduce during backward, before the sequence-parallel sums over TP
+        out += [Layout(d, t, pp, m, z, s, sp) for m, s in cuts for z in zeros for sp in sps
+                if not (sp and z >= 2)]
     return out

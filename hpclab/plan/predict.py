@@ -12,7 +12,8 @@ e bytes per activation, one micro-batch's boundary activation is a = b·s·h·e 
     T_pipe  = (v·m + p − 1) · (T_stage/v + 2·(α + a·β))      p > 1 (v = 1 but interleaved)
             = m · T_stage                                     p = 1
 
-so the compute part is m·T_stage/(1 − bubble) with the schedule's bubble (p−1)/(m+p−1)
+(t_block × 4/3 under full recomputation: the forward runs again in backward), so the
+compute part is m·T_stage/(1 − bubble) with the schedule's bubble (p−1)/(m+p−1)
 (GPipe, 1F1B) or (p−1)/(v·m+p−1) (interleaved), and each of the v·m + p − 1 slots waits
 for one activation forward and one gradient back. Then the gradients of the rank's
 Ψ_rank = Ψ/(t·p) parameters (hpclab.memory.rank_parameters), e_g bytes each, are
@@ -193,7 +194,9 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
         tp_layer = 4 * (all_gather(a, t, tp_costs) + reduce_scatter(a, t, tp_costs))
     else:
         tp_layer = 4 * all_reduce(a, t, tp_costs)
-    block = c.block(b, s, t)
+    # full recomputation runs each block's forward again in backward: t_f + t_b = 3·t_f
+    # becomes 4·t_f (selective recomputes only the attention core, left out)
+    block = c.block(b, s, t) * (4 / 3 if work.recompute == "full" else 1.0)
     stage_compute, stage_tp = max(
         (par.layers_on(shape, i) * block + (c.embedding(b, s) if i == 0 else 0.0)
          + (c.head(b, s, t) if i == p - 1 else 0.0), par.layers_on(shape, i) * tp_layer)

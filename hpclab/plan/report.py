@@ -29,7 +29,7 @@ from . import measure as measuring
 from .configs import MICRO_BATCHES, Layout, configurations
 from .datasheet import GPUS, DatasheetCompute, link_costs
 from .layer_times import LayerTimes, measure_layer_times
-from .predict import Machine, Prediction, Workload, micro_batch, predict_layout
+from .predict import Machine, Prediction, Workload, predict_layout
 
 TINY = TransformerConfig(vocab_size=64, block_size=64, d_model=64, n_layers=4, n_heads=4)
 TINY_BATCH = 16
@@ -174,5 +174,5 @@ def table(rows: list[Row], top: int | None = None, markdown: bool = True) -> str
                      for cells in [head, *body])
 
 
-__all__ = ["MODELS", "TINY", "TINY_BATCH", "Row", "micro_batch", "plan", "table",
+__all__ = ["MODELS", "TINY", "TINY_BATCH", "Row", "plan", "table",
            "tiny_machine", "verdict"]
