@@ -18,7 +18,9 @@ planner needs, for every (b, t) some configuration uses,
 the trainer's ranks computes (run_local gives every rank one thread); the predictor
 scales them when the ranks share fewer cores (predict.share). world > 1 times them on
 that many forked ranks at once instead, under whatever sharing that brings, and keeps
-the slowest rank's. Each figure is the median of `repeats` runs after a warm-up.
+the slowest rank's. Each figure is the fastest of `repeats` runs after a warm-up: a
+layer takes milliseconds, and on a shared machine other users only ever add time (the
+rule of hpclab.comm.measure), so the minimum is the repeatable figure.
 
     times = measure_layer_times(cfg, shards={(4, 1), (4, 2), (2, 1)})
     times.block(4, 64, 2)          # seconds, b = 4 rows of s = 64 tokens, t = 2
@@ -26,7 +28,6 @@ the slowest rank's. Each figure is the median of `repeats` runs after a warm-up.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,7 +40,7 @@ from hpclab.cluster.spawn import run_local
 from hpclab.optim import Adam
 from hpclab.problems.transformer import TransformerConfig, lm_loss
 
-REPEATS = 5
+REPEATS = 15
 
 
 class BlockShard(nn.Module):
@@ -101,22 +102,22 @@ class LayerTimes:
         return table[key]
 
 
-def _median_time(fn, repeats: int) -> float:
+def _best_time(fn, repeats: int) -> float:
     fn()                                            # warm-up: first call allocates
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def _forward_backward(module, x: torch.Tensor, loss_of, repeats: int) -> float:
-    """Median seconds of loss_of(module(x)).backward() (x a leaf: its gradient too, as a
+    """Seconds of loss_of(module(x)).backward() (x a leaf: its gradient too, as a
     stage's input that is another stage's output)."""
     def run():
         loss_of(module(x)).backward()
-    return _median_time(run, repeats)
+    return _best_time(run, repeats)
 
 
 class _Embedding(nn.Module):
@@ -131,7 +132,7 @@ class _Embedding(nn.Module):
 def time_layers(cfg: TransformerConfig, shards, repeats: int = REPEATS,
                 seed: int = 0) -> dict:
     """On this process: {("block", b, t): s, ("embed", b): s, ("head", b): s,
-    ("adam", n): s} for the (b, t) in `shards`, medians of `repeats` runs."""
+    ("adam", n): s} for the (b, t) in `shards`, the fastest of `repeats` runs."""
     torch.manual_seed(seed)
     s, C, out = cfg.block_size, cfg.d_model, {}
     embedding = _Embedding(cfg.vocab_size, s, C)
@@ -149,7 +150,7 @@ def time_layers(cfg: TransformerConfig, shards, repeats: int = REPEATS,
     theta = nn.Parameter(torch.randn(n))
     theta.grad = torch.randn(n)
     opt = Adam([theta], lr=1e-3)
-    out["adam", n] = _median_time(opt.step, repeats)
+    out["adam", n] = _best_time(opt.step, repeats)
     return out
 
 
@@ -160,7 +161,7 @@ def _on_rank(ctx, cfg, shards, repeats):
 def measure_layer_times(cfg: TransformerConfig, shards, world: int = 1,
                         repeats: int = REPEATS, timeout: float = 300.0) -> LayerTimes:
     """LayerTimes for the (b, t) in `shards`, timed on `world` ranks at once (the
-    slowest rank's median); world=1 times in this process."""
+    slowest rank's); world=1 times in this process."""
     shards = sorted(set(shards))
     if world == 1:   # one thread, as each of run_local's ranks computes
         threads = torch.get_num_threads()
