@@ -9,13 +9,13 @@ e bytes per activation, one micro-batch's boundary activation is a = b·s·h·e 
     T_stage = max_i [ L_i·(t_block(b, t) + T_TP) + [i = 0]·t_embed(b) + [i = p−1]·t_head(b) ]
     T_TP    = 4 · AR_t(a)          f and g of attention and MLP, forward and backward
               (sequence parallel: 4 · (AG_t(a) + RS_t(a)), the same bytes in the ring)
-    T_pipe  = (v·m + p − 1) · (T_stage/v + 2·(α + a·β))      p > 1 (v = 1 but interleaved)
+    T_pipe  = (v·m + p − 1) · (T_stage/v + 2·(2α + (a + 96)·β))   p > 1 (v = 1 but interleaved)
             = m · T_stage                                     p = 1
 
 (t_block × 4/3 under full recomputation: the forward runs again in backward), so the
 compute part is m·T_stage/(1 − bubble) with the schedule's bubble (p−1)/(m+p−1)
 (GPipe, 1F1B) or (p−1)/(v·m+p−1) (interleaved), and each of the v·m + p − 1 slots waits
-for one activation forward and one gradient back. Then the gradients of the rank's
+for one activation forward and one gradient back, each after its 96-byte header. Then the gradients of the rank's
 Ψ_rank = Ψ/(t·p) parameters (hpclab.memory.rank_parameters), e_g bytes each, are
 combined over the d replicas, and the optimizer steps what the rank owns:
 
@@ -39,8 +39,8 @@ busy ones.
 
 Memory per rank is
 hpclab.memory's calculator (per_rank.py: states with ZeRO over d, activations with the
-schedule's micro-batches in flight) at its fullest stage; for the interleaved schedule the
-1F1B figure scaled by the chunks in flight, n_r/(v·min(m, p−r)) (pipeline_interleaved.py).
+schedule's micro-batches in flight: GPipe m, 1F1B min(m, p − i), interleaved its chunks)
+at its fullest stage.
 """
 
 from __future__ import annotations
@@ -61,9 +61,11 @@ from hpclab.memory import (
     rank_memory,
     rank_parameters,
 )
-from hpclab.parallel.pipeline_interleaved import in_flight as interleaved_in_flight
 
 from .configs import CHUNKS, Layout
+
+# pipeline_executor.py sends a header of 12 int64 before every activation and gradient
+HEADER_BYTES = 12 * 8
 
 
 class Compute(Protocol):
@@ -139,11 +141,11 @@ def bubble_fraction(layout: Layout, chunks: int = CHUNKS) -> float:
     return (p - 1) / (v * m + p - 1)
 
 
-def parallelism(layout: Layout) -> Parallelism:
-    """hpclab.memory's description of `layout` (interleaved counted as 1F1B)."""
-    schedule = "gpipe" if layout.schedule == "gpipe" else "1f1b"
+def parallelism(layout: Layout, chunks: int = CHUNKS) -> Parallelism:
+    """hpclab.memory's description of `layout`."""
     return Parallelism(dp=layout.dp, tp=layout.tp, pp=layout.pp, sp=layout.sequence_parallel,
-                       zero=layout.zero, microbatches=layout.micro_batches, schedule=schedule)
+                       zero=layout.zero, microbatches=layout.micro_batches,
+                       schedule=layout.schedule, chunks=chunks)
 
 
 def training(work: Workload, layout: Layout) -> Training:
@@ -169,14 +171,8 @@ def _edge_stages(p: int) -> list[int]:
 
 def memory(work: Workload, layout: Layout, chunks: int = CHUNKS) -> RankMemory:
     """The fullest pipeline stage's RankMemory (hpclab.memory.rank_memory)."""
-    par, run = parallelism(layout), training(work, layout)
+    par, run = parallelism(layout, chunks), training(work, layout)
     stages = [rank_memory(work.shape, run, par, i) for i in _edge_stages(layout.pp)]
-    if layout.schedule == "interleaved":
-        p, m = layout.pp, layout.micro_batches
-        stages = [RankMemory(r.stage, r.parameters, r.gradients, r.optimizer,
-                             r.activations * interleaved_in_flight(p, m, r.stage, chunks)
-                             / (chunks * par.in_flight(r.stage)), r.working)
-                  for r in stages]
     return max(stages, key=lambda r: r.total)
 
 
@@ -185,7 +181,7 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
     """The terms of T_step for `layout` (module docstring)."""
     shape, s, e = work.shape, work.seq, work.precision.activation_bytes
     d, t, p, m = layout.dp, layout.tp, layout.pp, layout.micro_batches
-    b, par = micro_batch(work, layout), parallelism(layout)
+    b, par = micro_batch(work, layout), parallelism(layout, chunks)
     par.check(shape)
     c = machine.compute
     a = b * s * shape.hidden * e
@@ -203,7 +199,8 @@ def predict_layout(work: Workload, layout: Layout, machine: Machine,
         for i in range(p))
     v = chunks if layout.schedule == "interleaved" else 1
     slots = v * m + p - 1 if p > 1 else m
-    hop = 2 * machine.link(d * t * p).send(a) if p > 1 else 0.0
+    pp_costs = machine.link(d * t * p)
+    hop = 2 * (pp_costs.send(HEADER_BYTES) + pp_costs.send(a)) if p > 1 else 0.0
     psi = max(rank_parameters(shape, par, i) for i in _edge_stages(p))
     per = work.precision
     grads = psi * (per.grad_bytes + per.accum_bytes)

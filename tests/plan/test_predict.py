@@ -98,7 +98,7 @@ def test_pipeline_terms_bubble_and_hops(schedule, v):
     # (gpipe, 1f1b) the bubble formula: m·T_stage / (1 − (p−1)/(m+p−1))
     if v == 1:
         assert x.compute == pytest.approx(m * stage / (1 - x.bubble))
-    assert x.pp == pytest.approx(slots * 2 * (ALPHA + a * BETA))
+    assert x.pp == pytest.approx(slots * 2 * (2 * ALPHA + (a + 96) * BETA))   # + header
     psi = max(rank_parameters(SHAPE, Parallelism(dp=2, pp=2), i) for i in range(2))
     loss = ar(8, 2) + math.ceil(math.log2(p)) * (ALPHA + 8 * BETA)
     assert x.dp == pytest.approx(ar(4 * psi, 2) + loss, rel=1e-12)
@@ -107,11 +107,13 @@ def test_pipeline_terms_bubble_and_hops(schedule, v):
 @pytest.mark.parametrize("layout", [Layout(dp=4, zero=z) for z in range(4)]
                          + [Layout(dp=2, tp=2, sequence_parallel=True),
                             Layout(dp=2, pp=2, micro_batches=4, schedule="gpipe", zero=1),
-                            Layout(tp=2, pp=2, micro_batches=2, schedule="1f1b")], ids=str)
+                            Layout(tp=2, pp=2, micro_batches=2, schedule="1f1b"),
+                            Layout(dp=2, pp=2, micro_batches=4, schedule="interleaved")],
+                         ids=str)
 def test_memory_is_the_calculators_fullest_stage(layout):
-    schedule = "gpipe" if layout.schedule == "gpipe" else "1f1b"
     par = Parallelism(dp=layout.dp, tp=layout.tp, pp=layout.pp, sp=layout.sequence_parallel,
-                      zero=layout.zero, microbatches=layout.micro_batches, schedule=schedule)
+                      zero=layout.zero, microbatches=layout.micro_batches,
+                      schedule=layout.schedule, chunks=2)
     run = Training(seq=S, micro_batch=B // (layout.dp * layout.micro_batches),
                    precision=FP32, optimizer="adam")
     expected = max(r.total for r in stage_memories(SHAPE, run, par))
