@@ -171,8 +171,10 @@ class Rendezvous:
                 os.environ["GLOO_SOCKET_IFNAME"] = ifname
         device = torch.device("cpu")
         if backend == "nccl":
-            torch.cuda.set_device(self.local_rank)
-            device = torch.device(f"cuda:{self.local_rank}")
+            # with --gpus-per-task=1 each task sees one GPU (CUDA_VISIBLE_DEVICES), cuda:0
+            index = self.local_rank % torch.cuda.device_count()
+            torch.cuda.set_device(index)
+            device = torch.device(f"cuda:{index}")
         try:
             dist.init_process_group(backend, init_method="env://", rank=self.rank,
                                     world_size=self.world_size,
