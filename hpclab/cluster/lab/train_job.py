@@ -174,13 +174,14 @@ def train(cfg: Config, ckpt: Path, ckpt_every: int, out: Path | None, step_secon
                              group=None, rank=ctx.rank, world_size=ctx.world_size)
             if step % 10 == 0:
                 ctx.print0(f"step {step} loss {rec.loss:.5f}")
-            if ckpt_every and step % ckpt_every == 0:
-                _save(ctx, ckpt, step, model, opt, sampler)
+            written = ckpt_every > 0 and step % ckpt_every == 0
+            path = _save(ctx, ckpt, step, model, opt, sampler) if written else None
             # every rank stops at the same step if any one was signalled
             flag = torch.tensor([float(stop.signal is not None)])
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             if flag.item() > 0 and step < cfg.steps:
-                path = _save(ctx, ckpt, step, model, opt, sampler)
+                if not written:
+                    path = _save(ctx, ckpt, step, model, opt, sampler)
                 ctx.log(f"stopping at step {step} of {cfg.steps} on "
                         f"{stop.signal or 'a peer signal'}")
                 if path is not None:
