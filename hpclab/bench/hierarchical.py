@@ -27,7 +27,7 @@ import torch
 
 from hpclab.cluster.vcluster import VCluster
 from hpclab.comm import cost_model
-from hpclab.comm.measure import calibrate, time_all_reduces
+from hpclab.comm.measure import CALIBRATION_SIZES, calibrate, time_all_reduces
 
 MiB = 1 << 20
 ALGORITHMS = ("ring", "hierarchical")
@@ -44,9 +44,10 @@ class Config:
     rounds: int = 1
 
 
-def measure(ctx, sizes, repeats: int) -> dict:
-    """On every rank: the two-level costs, then measured and predicted times per size."""
-    costs = calibrate(timeout=ctx.timeout)
+def measure(ctx, sizes, repeats: int, calibration_sizes=CALIBRATION_SIZES) -> dict:
+    """On every rank: the two-level costs (calibrated at `calibration_sizes`; the model
+    goes on linearly past the largest), then measured and predicted times per size."""
+    costs = calibrate(timeout=ctx.timeout, sizes=calibration_sizes)
     rows = []
     for nbytes in sizes:
         x = torch.ones(nbytes // 4)
