@@ -45,9 +45,11 @@ class Config:
 
 
 def measure(ctx, sizes, repeats: int, calibration_sizes=CALIBRATION_SIZES) -> dict:
-    """On every rank: the two-level costs (calibrated at `calibration_sizes`; the model
-    goes on linearly past the largest), then measured and predicted times per size."""
-    costs = calibrate(timeout=ctx.timeout, sizes=calibration_sizes)
+    """On every rank: the two-level costs (calibrated at `calibration_sizes`, best of
+    `repeats` like the all-reduces: a burst of load during calibration only adds time, and
+    one spoiled table entry moves the prediction of every size that reads it; the model
+    goes on linearly past the largest size), then measured and predicted times per size."""
+    costs = calibrate(timeout=ctx.timeout, sizes=calibration_sizes, repeats=repeats)
     rows = []
     for nbytes in sizes:
         x = torch.ones(nbytes // 4)
