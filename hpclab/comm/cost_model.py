@@ -152,21 +152,33 @@ class TwoLevel:
     by node, `ranks_per_node` = k of them on each node. Each class is priced as above (a
     `Params` or a `MeasuredCosts`); γ is the same everywhere (a local addition).
 
-    A flat algorithm's step waits for its slowest pair, and on more than one node some pair
-    of every ring step crosses a node boundary: a flat step is priced at the slower class.
-    The hierarchical all-reduce prices its phases by class (`hierarchical` below); there k
-    rings share a node's link, and k messages of m bytes through one link cost what one of
-    k·m bytes costs: α + k·m·β."""
+    Count the flows that share a link. A step of the flat ring on N nodes sends one
+    message across each node boundary each way (rank νk+k−1 → (ν+1)k): one flow per
+    direction, α_inter + m·β_inter, while the other ranks' messages go inside the nodes at
+    the same time; the step waits for the slowest, so it costs the slower class. In the
+    hierarchical all-reduce's phase across nodes the k rings run at once and their k flows
+    share the node's link: k messages of m bytes cost what one of k·m bytes costs,
+    α_inter + k·m·β_inter (`hierarchical` below).
+
+    `flat`, when given, prices a flat algorithm's exchange step as measured while the ring
+    runs it (calibrate: every rank sends to r+1 and receives from r−1 at once), instead of
+    the slower class alone: on a shared machine the node-internal copies and the flows
+    across compete for the same CPUs, and a link that has been busy for a whole step has
+    no burst left in its buffers (the virtual cluster's token bucket), so the one flow that
+    `inter` times alone from a barrier is the cheaper figure."""
 
     intra: Params | MeasuredCosts
     inter: Params | MeasuredCosts
     ranks_per_node: int
+    flat: Params | MeasuredCosts | None = None
     picks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def send(self, m: float) -> float:
         return max(self.intra.send(m), self.inter.send(m))
 
     def exchange(self, m: float) -> float:
+        if self.flat is not None:
+            return self.flat.exchange(m)
         return max(self.intra.exchange(m), self.inter.exchange(m))
 
     def add(self, m: float) -> float:
@@ -176,13 +188,19 @@ class TwoLevel:
         return max(self.intra.send_add(m), self.inter.send_add(m))
 
     def exchange_add(self, m: float) -> float:
+        if self.flat is not None:
+            return self.flat.exchange_add(m)
         return max(self.intra.exchange_add(m), self.inter.exchange_add(m))
 
     def alpha_beta(self) -> dict[str, tuple[float, float]]:
         """{"intra": (α, β), "inter": (α, β)} of the exchanges (a ring step), fitted to
-        the tables of a measured class; what the lecture's two-level formula uses."""
+        the tables of a measured class; what the lecture's two-level formula uses (and
+        "flat": the flat ring's measured step, when there is one)."""
         out = {}
-        for name, c in (("intra", self.intra), ("inter", self.inter)):
+        classes = [("intra", self.intra), ("inter", self.inter)]
+        if self.flat is not None:
+            classes.append(("flat", self.flat))
+        for name, c in classes:
             if isinstance(c, Params):
                 out[name] = (c.alpha2, c.beta2)
             else:

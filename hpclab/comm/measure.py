@@ -8,6 +8,7 @@ Run SPMD on every rank of an initialised group (an engine's `cluster.run`, run_l
     pp = ping_pong([4, 4096, 1 << 20])         # {nbytes: one-way seconds}, on every rank
     ow = one_way([4, 4096, 1 << 20])           # {nbytes: seconds}, 0 -> 1 from a barrier
     ex = exchange([4, 4096, 1 << 20])          # {nbytes: seconds}, all ranks in pairs at once
+    sh = shift([4, 4096, 1 << 20])             # {nbytes: seconds}, every rank r → r+1 at once
     owr = one_way(sizes, reduce=True)          # ... and the receiver adds what arrives
     exr = exchange(sizes, reduce=True)         # ... and every rank adds what arrives
     red = reduction_times([1 << 20, 1 << 24])  # {nbytes: seconds of a.add_(b)}, local
@@ -23,7 +24,9 @@ last rank is done), each run starting from a barrier.
 NCCL choose by size from a cost model): every step kind above at powers of 4 from 4 B to
 16 MiB, about a second, the slowest rank's times on every rank, so that every rank picks
 the same algorithm (a collective must run the same algorithm everywhere). On a cluster of
-several nodes it measures both link classes (cost_model.TwoLevel).
+several nodes it measures both link classes (cost_model.TwoLevel) and the flat ring's own
+step (`shift`: the one flow per direction on each node link together with the copies
+inside the nodes, as the flat ring runs them).
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     On several nodes of k ≥ 2 ranks each (`ranks_per_node`; default for the default group:
     LOCAL_WORLD_SIZE, as hpclab.connect, run_local and torchrun set it) the costs are
     `TwoLevel`: one set of tables for the links inside a node (ranks ℓ, ℓ+1 of every node
-    at once, as the node rings run) and one for a link between nodes (rank 0 and rank k,
-    alone on it)."""
+    at once, as the node rings run), one for a link between nodes (rank 0 and rank k,
+    alone on it), and the flat ring's step as it runs (`shift`, plain and adding: what
+    TwoLevel.flat prices flat algorithms' exchanges with)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sizes = sorted(int(n) for n in sizes)
@@ -67,7 +71,11 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     intra = _tables(sizes, repeats, group, timeout, (0, 1),
                     [(v * k + j, v * k + j + 1) for v in range(p // k) for j in range(0, k - 1, 2)])
     inter = _tables(sizes, repeats, group, timeout, (0, k), [(0, k)])
-    return TwoLevel(intra, inter, k)
+    steps = [shift(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce)
+             for reduce in (False, True)]
+    flat = MeasuredCosts(inter.one_way, steps[0], inter.reductions, inter.one_way_reductions,
+                         steps[1])
+    return TwoLevel(intra, inter, k, flat)
 
 
 def _tables(sizes, repeats, group, timeout, pair, pairs) -> MeasuredCosts:
@@ -165,6 +173,29 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None,
             return lambda: comm.exchange_reduce(mine, partner, into, partner, "sum", step=0,
                                                 phase="exchange")
         return lambda: comm.exchange(mine, partner, into, partner, step=0, phase="exchange")
+
+    return _from_barrier(sizes, repeats, group, operation)
+
+
+def shift(sizes, repeats: int = 10, group=None, timeout=None,
+          reduce: bool = False) -> dict[int, float]:
+    """Time for every rank r to send n bytes to r+1 while it receives n bytes from r−1
+    (indices mod p), all at once from a barrier: one step of the flat ring, exactly as
+    ring.py runs it. On nodes numbered node by node one message crosses each node boundary
+    each way per step, while the others are copied inside the nodes; on one host all p
+    ranks' copies share the cores. reduce=True: each rank adds what arrives (a
+    reduce-scatter step)."""
+    comm = Comm.of(group, timeout, collective="shift", algorithm="ring", trace=None)
+    right, left = (comm.rank + 1) % comm.world_size, (comm.rank - 1) % comm.world_size
+
+    def operation(nbytes: int):
+        if comm.world_size == 1:
+            return lambda: None
+        mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
+        if reduce:
+            return lambda: comm.exchange_reduce(mine, right, into, left, "sum", step=0,
+                                                phase="shift")
+        return lambda: comm.exchange(mine, right, into, left, step=0, phase="shift")
 
     return _from_barrier(sizes, repeats, group, operation)
 

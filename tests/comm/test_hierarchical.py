@@ -111,16 +111,72 @@ def test_auto_picks_hierarchical_only_where_the_model_says_so():
         cost_model.predict("ring", 4 << 20, 4, INTER)
 
 
+def test_a_measured_flat_step_prices_the_flat_ring_not_the_hierarchical_one():
+    # the flat ring's step as measured while it runs (1 flow each way per node link, the
+    # copies inside the nodes beside it), here 20 % slower than the inter class alone
+    flat = Params(alpha=60e-6, beta=1.2 / 0.125e9, gamma=1 / 8e9)
+    n, p, k = 4 << 20, 4, 2
+    without, with_flat = TwoLevel(INTRA, INTER, k), TwoLevel(INTRA, INTER, k, flat)
+    assert cost_model.predict("ring", n, p, with_flat) == pytest.approx(
+        2 * (p - 1) * flat.alpha + 2 * (p - 1) / p * n * flat.beta + (p - 1) / p * n * flat.gamma,
+        rel=1e-12)
+    assert cost_model.predict("ring", n, p, with_flat) > cost_model.predict("ring", n, p, without)
+    assert cost_model.predict("hierarchical", n, p, with_flat) == \
+        cost_model.predict("hierarchical", n, p, without)
+    assert set(with_flat.alpha_beta()) == {"intra", "inter", "flat"}
+    # where the flat step is as cheap as a node-internal one, the ring wins again
+    assert cost_model.best_algorithm(n, p, TwoLevel(INTRA, INTER, k, INTRA)) != "hierarchical"
+
+
 def _calibrated(ctx):
     costs = comm.calibrate(sizes=(4, 4096, 1 << 16), repeats=1)
     x = torch.full((5000,), float(ctx.rank))
     comm.all_reduce(x, algorithm="auto", costs=costs)
-    return type(costs).__name__, getattr(costs, "ranks_per_node", None), x[0].item()
+    flat = getattr(costs, "flat", None)
+    return (type(costs).__name__, getattr(costs, "ranks_per_node", None), x[0].item(),
+            None if flat is None else sorted(flat.exchanges) == [4, 4096, 1 << 16]
+            and sorted(flat.exchange_reductions) == [4, 4096, 1 << 16])
 
 
 def test_calibrate_measures_two_link_classes_on_several_nodes():
-    assert run_local(_calibrated, 4, ranks_per_node=2) == [("TwoLevel", 2, 6.0)] * 4
+    assert run_local(_calibrated, 4, ranks_per_node=2) == [("TwoLevel", 2, 6.0, True)] * 4
     assert run_local(_calibrated, 2)[0][:2] == ("MeasuredCosts", None)   # one node
+
+
+def _shift(ctx):
+    return comm.measure.shift([4, 1 << 12], repeats=1)
+
+
+def test_shift_gives_the_same_step_times_on_every_rank():
+    out = run_local(_shift, 3)
+    assert all(o == out[0] for o in out) and sorted(out[0]) == [4, 1 << 12]
+    assert all(t > 0 for t in out[0].values())
+
+
+def _ddp_auto(ctx):
+    torch.manual_seed(0)
+    net = nn.Linear(7, 3)
+    model = DistributedDataParallel(net, algorithm="auto")
+    g = torch.Generator().manual_seed(ctx.rank)
+    x, y = torch.randn(4, 7, generator=g), torch.randn(4, 3, generator=g)
+    nn.functional.mse_loss(model(x), y).backward()
+    picks = [cost_model.best_algorithm(b.nbytes, ctx.world_size, model.costs)
+             for b in model.buckets]
+    torch.manual_seed(0)            # the reference: torch's average of the local gradients
+    ref = nn.Linear(7, 3)
+    nn.functional.mse_loss(ref(x), y).backward()
+    error = 0.0
+    for mine, t in zip(net.parameters(), ref.parameters()):
+        dist.all_reduce(t.grad)
+        error = max(error, (mine.grad - t.grad / ctx.world_size).abs().max().item())
+    return type(model.costs).__name__, model.bucket_algorithms() == picks, error
+
+
+@pytest.mark.slow   # a full calibration (sizes to 16 MiB) on 4 processes
+def test_ddp_auto_on_nodes_runs_what_the_two_level_model_picks():
+    out = run_local(_ddp_auto, 4, ranks_per_node=2)
+    assert all(o[:2] == ("TwoLevel", True) for o in out)
+    assert max(o[2] for o in out) < 1e-6
 
 
 def _ddp_grads(ctx):
