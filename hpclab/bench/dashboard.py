@@ -190,14 +190,6 @@ def main(argv=None) -> int:
     if args.pairs < 2:
         ap.error(f"--pairs must be >= 2 for an interval, got {args.pairs}")
     comm.create_comm = CountingComm          # every widget made from here on counts
-    rows = []
-    if not args.no_fit:
-        rows.append(compare(_fit, args.steps, args.pairs, "fit callback, 1 process"))
-    for n in args.engines:
-        with hpclab.connect(n=n) as cluster:
-            procs = [psutil.Process(p) for p in cluster.pids()]
-            rows.append(compare(lambda s, d: _job(cluster, s, d), args.steps, args.pairs,
-                                f"{n} engines, Job", procs))
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}; "
           f"{args.pairs} pairs of {args.steps}-step runs per set-up; "
@@ -205,11 +197,20 @@ def main(argv=None) -> int:
     print(f"{'set-up':<24} {'bare ms/step':>12} {'training CPU':>27} {'bar 1 %':>10} "
           f"{'wall':>27} {'kernel CPU':>10} {'bytes/s':>8} {'msgs/s':>6} "
           f"{'latency p50/p95 s':>18}")
-    for r in rows:
+
+    def show(r):
         print(f"{r['setup']:<24} {r['bare_ms']:>12.3f} {_pct(r['train_cpu']):>27} "
               f"{verdict(r['train_cpu']):>10} {_pct(r['wall']):>27} "
               f"{100 * r['kernel']:>9.1f}% {r['bytes']:>8.0f} {r['msgs']:>6.1f} "
-              f"{r['p50']:>8.3f} / {r['p95']:.3f}")
+              f"{r['p50']:>8.3f} / {r['p95']:.3f}", flush=True)
+
+    if not args.no_fit:
+        show(compare(_fit, args.steps, args.pairs, "fit callback, 1 process"))
+    for n in args.engines:
+        with hpclab.connect(n=n) as cluster:
+            procs = [psutil.Process(p) for p in cluster.pids]
+            show(compare(lambda s, d: _job(cluster, s, d), args.steps, args.pairs,
+                         f"{n} engines, Job", procs))
     return 0
 
 
