@@ -1,41 +1,61 @@
 """`hpclab bench dashboard`: what the live dashboard costs training, and what it sends.
 
-Each set-up runs alternately without and with a Dashboard (A B A B ..., so a busy
-machine slows both alike) and reports, for the runs with it:
+Each set-up trains in pairs of short runs, one without and one with a Dashboard, the
+order alternating (AB BA AB ...: a machine that slows down or speeds up over the
+benchmark shifts both runs of a pair alike). For pair i, with x the figure without and
+y with the dashboard, the overhead is
 
-    slowdown     wall time per step against the mean of the bare runs either side, median
-    noise        how much neighbouring bare runs differ (a slowdown below it is noise)
-    kernel CPU   CPU seconds of this process (the notebook kernel) per wall second, with
-                 minus without the dashboard: what it costs the kernel
-    bytes/s      bytes of the widget messages, serialised and signed as ipykernel sends
-                 them to the browser (jupyter_client.Session; the websocket carries the
-                 same JSON)
-    msgs/s       widget messages per second
-    latency      from a step's end (its record's time.time()) to the message carrying its
-                 point leaving the kernel, p50 / p95; the browser test measures on to
-                 the screen
+    d_i = y_i / x_i − 1
+
+and the table gives the median of the d_i with a 95 % bootstrap confidence interval
+(the median of d resampled over pairs, BOOTSTRAP times; the 2.5 % and 97.5 % points).
+The bar "training slowed by ≤ 1 %" holds when the interval's upper end is ≤ 1 %; an
+interval that straddles 1 % does not resolve it (more pairs, a quieter machine).
+
+    training CPU   primary: CPU seconds of the processes that train, with and without
+                   the dashboard. "fit": this process (the training loop and the
+                   dashboard's threads share it). A Job: the engines plus this process
+                   (the engines train; this process receives the records either way and,
+                   with the dashboard, turns them into messages) — the CPU the dashboard
+                   takes from cores the engines could use.
+    wall           wall time of the run (noisier: other processes on the machine)
+    kernel CPU     CPU seconds of this process (the notebook kernel) per wall second,
+                   with minus without (median of the pairs), in % of one core
+    bytes/s        bytes of the widget messages, serialised and signed as ipykernel sends
+                   them to the browser (jupyter_client.Session; the websocket carries the
+                   same JSON)
+    msgs/s         widget messages per second
+    latency        from a step's end (its record's time.time()) to the message carrying
+                   its point leaving the kernel, p50 / p95 over all runs with the
+                   dashboard; the browser test measures on to the screen
 
 Set-ups: "fit" is hpclab.train.fit on the digits MLP in this process with the dashboard
-as callback (training and the dashboard share this process); "N engines" is
-hpclab.parallel.Trainer on N ipyparallel engines with the dashboard subscribed to the
-Job (the engines train, this process receives and sends).
+as callback; "N engines" is hpclab.parallel.Trainer on N ipyparallel engines with the
+dashboard subscribed to the Job (the engines train, this process receives and sends).
 
-    hpclab bench dashboard [--steps 3000] [--repeats 4] [--engines 2 4]
+    hpclab bench dashboard [--steps 1000] [--pairs 12] [--engines 2 4] [--no-fit]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import platform
 import statistics
 import time
 
 import comm
+import numpy as np
+import psutil
 import torch
 from comm.base_comm import BaseComm
 from jupyter_client.session import Session
 
 import hpclab
 from hpclab.widgets.dashboard import Dashboard
+
+BOOTSTRAP = 4000            # resamples for the confidence interval
+BAR = 0.01                  # the target: training slowed by at most 1 %
 
 
 class CountingComm(BaseComm):
@@ -90,66 +110,107 @@ def _job(cluster, steps: int, dash: Dashboard | None) -> float:
     return time.perf_counter() - t0
 
 
-def _measured(run, steps: int, dash: Dashboard | None) -> dict:
+def _cpu_seconds(procs) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)      # user + system
+
+
+def _measured(run, steps: int, dash: Dashboard | None, procs) -> dict:
     CountingComm.bytes_sent = CountingComm.messages = 0
-    cpu0 = time.process_time()
+    cpu0, others0 = time.process_time(), _cpu_seconds(procs)
     wall = run(steps, dash)
     if dash is not None:
         dash.finish()
-    return {"wall": wall, "cpu": (time.process_time() - cpu0) / wall,
-            "bytes": CountingComm.bytes_sent / wall, "msgs": CountingComm.messages / wall}
+    kernel = time.process_time() - cpu0
+    return {"wall": wall, "train_cpu": kernel + _cpu_seconds(procs) - others0,
+            "kernel": kernel / wall, "bytes": CountingComm.bytes_sent / wall,
+            "msgs": CountingComm.messages / wall}
 
 
-def compare(run, steps: int, repeats: int, label: str) -> dict:
-    run(max(steps // 10, 5), None)                      # warm-up: imports, first allocations
+def median_ci(d, level: float = 0.95, n: int = BOOTSTRAP, seed: int = 0):
+    """Median of the paired differences `d` and its bootstrap confidence interval."""
+    d = np.asarray(d, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(d[rng.integers(0, len(d), size=(n, len(d)))], axis=1)
+    lo, hi = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
+    return float(np.median(d)), float(lo), float(hi)
+
+
+def compare(run, steps: int, pairs: int, label: str, procs=()) -> dict:
+    """`pairs` pairs of runs without / with a dashboard, alternating the order."""
+    warm = max(steps // 10, 5)                          # warm-up: imports, first allocations
+    run(warm, None)
+    dash = Dashboard(total_steps=warm)
+    run(warm, dash)
+    dash.finish()
     bare, live, lat = [], [], []
-    for _ in range(repeats):
-        bare.append(_measured(run, steps, None))
-        dash = Dashboard(total_steps=steps)             # made before training starts
-        live.append(_measured(run, steps, dash))
-        lat += dash.latencies
-    walls = [b["wall"] for b in bare]
-    neighbours = [(walls[i] + walls[min(i + 1, repeats - 1)]) / 2 for i in range(repeats)]
+    for i in range(pairs):
+        for with_dash in ((False, True) if i % 2 == 0 else (True, False)):
+            if with_dash:
+                dash = Dashboard(total_steps=steps)     # made before training starts
+                live.append(_measured(run, steps, dash, procs))
+                lat += dash.latencies
+            else:
+                bare.append(_measured(run, steps, None, procs))
     lat.sort()
-    return {
-        "setup": label,
-        "bare_ms": 1e3 * statistics.median(walls) / steps,
-        "dash_ms": 1e3 * statistics.median(r["wall"] for r in live) / steps,
-        "slowdown": statistics.median(r["wall"] / n for r, n in zip(live, neighbours)) - 1,
-        "noise": (statistics.median(abs(walls[i + 1] / walls[i] - 1)
-                                    for i in range(repeats - 1)) if repeats > 1 else 0.0),
-        "cpu": statistics.median(r["cpu"] for r in live) - statistics.median(b["cpu"] for b in bare),
-        "bytes": statistics.median(r["bytes"] for r in live),
-        "msgs": statistics.median(r["msgs"] for r in live),
-        "p50": lat[len(lat) // 2] if lat else float("nan"),
-        "p95": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
-    }
+    row = {"setup": label, "steps": steps, "pairs": pairs,
+           "bare_ms": 1e3 * statistics.median(b["wall"] for b in bare) / steps,
+           "dash_ms": 1e3 * statistics.median(r["wall"] for r in live) / steps,
+           "p50": lat[len(lat) // 2] if lat else float("nan"),
+           "p95": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")}
+    for key in ("train_cpu", "wall"):
+        row[key] = median_ci([r[key] / b[key] - 1 for r, b in zip(live, bare)])
+    row["kernel"] = statistics.median(r["kernel"] - b["kernel"] for r, b in zip(live, bare))
+    row["bytes"] = statistics.median(r["bytes"] for r in live)
+    row["msgs"] = statistics.median(r["msgs"] for r in live)
+    return row
+
+
+def verdict(ci) -> str:
+    _, lo, hi = ci
+    if hi <= BAR:
+        return "holds"
+    if lo > BAR:
+        return "missed"
+    return "unresolved"
+
+
+def _pct(ci) -> str:
+    m, lo, hi = ci
+    return f"{100 * m:+.2f} % [{100 * lo:+.2f}, {100 * hi:+.2f}]"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=1000, help="steps per run")
+    ap.add_argument("--pairs", type=int, default=12, help="pairs of runs per set-up")
     ap.add_argument("--engines", type=int, nargs="*", default=[2, 4],
                     help="engine counts for the Job set-up (none: skip it)")
     ap.add_argument("--no-fit", action="store_true", help="skip the single-process set-up")
     args = ap.parse_args(argv)
+    if args.pairs < 2:
+        ap.error(f"--pairs must be >= 2 for an interval, got {args.pairs}")
     comm.create_comm = CountingComm          # every widget made from here on counts
-    rows = []
+    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}; "
+          f"{args.pairs} pairs of {args.steps}-step runs per set-up; "
+          f"median of paired overheads [95 % bootstrap interval]")
+    print(f"{'set-up':<24} {'bare ms/step':>12} {'training CPU':>27} {'bar 1 %':>10} "
+          f"{'wall':>27} {'kernel CPU':>10} {'bytes/s':>8} {'msgs/s':>6} "
+          f"{'latency p50/p95 s':>18}")
+
+    def show(r):
+        print(f"{r['setup']:<24} {r['bare_ms']:>12.3f} {_pct(r['train_cpu']):>27} "
+              f"{verdict(r['train_cpu']):>10} {_pct(r['wall']):>27} "
+              f"{100 * r['kernel']:>9.1f}% {r['bytes']:>8.0f} {r['msgs']:>6.1f} "
+              f"{r['p50']:>8.3f} / {r['p95']:.3f}", flush=True)
+
     if not args.no_fit:
-        rows.append(compare(_fit, args.steps, args.repeats, "fit callback, 1 process"))
+        show(compare(_fit, args.steps, args.pairs, "fit callback, 1 process"))
     for n in args.engines:
         with hpclab.connect(n=n) as cluster:
-            rows.append(compare(lambda s, d: _job(cluster, s, d), args.steps, args.repeats,
-                                f"{n} engines, Job.subscribe"))
-    print(f"{'set-up':<26} {'bare ms/step':>12} {'with dash':>9} {'slowdown':>9} "
-          f"{'noise':>6} {'kernel CPU':>10} {'bytes/s':>8} {'msgs/s':>6} "
-          f"{'latency p50/p95 s':>18}")
-    for r in rows:
-        print(f"{r['setup']:<26} {r['bare_ms']:>12.3f} {r['dash_ms']:>9.3f} "
-              f"{100 * r['slowdown']:>8.1f}% {100 * r['noise']:>5.1f}% "
-              f"{100 * r['cpu']:>9.1f}% {r['bytes']:>8.0f} {r['msgs']:>6.1f} "
-              f"{r['p50']:>8.3f} / {r['p95']:.3f}")
+            procs = [psutil.Process(p) for p in cluster.pids]
+            show(compare(lambda s, d: _job(cluster, s, d), args.steps, args.pairs,
+                         f"{n} engines, Job", procs))
     return 0
 
 

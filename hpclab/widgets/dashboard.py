@@ -19,7 +19,9 @@ record turns it into a few points (each rank's loss and samples/s, and once ever
 has reported a step, the job's mean loss and total samples/s) and buffers them; every
 `interval` seconds (0.1; for a Job, whose records come in batches, each batch at once)
 the buffer goes to the browser as one message, from the calling thread when a record
-arrives, else from the plot's timer thread. Records that carry the model FLOPs
+arrives, else from the plot's timer thread. A call only queues its records (a deque
+append: the training step of a `fit` pays next to nothing); they become points and
+state in one batch just before each message. Records that carry the model FLOPs
 utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
 mean over ranks of each rank's last SMOOTH steps. The numbers (progress,
 points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
@@ -71,6 +73,12 @@ def _fmt_rate(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _point(points: dict, sid: str, x, y) -> None:
+    xs, ys = points.setdefault(sid, ([], []))
+    xs.append(x)
+    ys.append(y)
+
+
 def _panels(total_steps: int | None) -> list[dict]:
     xlim = [0, total_steps * 1.02] if total_steps else None
     return [
@@ -85,7 +93,8 @@ def _panels(total_steps: int | None) -> list[dict]:
 class Dashboard(StaticFallback, W.VBox):
     def __init__(self, total_steps: int | None = None, title: str = "training",
                  interval: float = 0.1, window: int = 20):
-        self.state = DashboardState(total_steps=total_steps, window=window)
+        self._state = DashboardState(total_steps=total_steps, window=window)
+        self._inbox: deque = deque()                # records not yet turned into points
         self.title = title
         self.plot = LivePlot(_panels(total_steps), interval=interval, height=320, series=[
             {"id": "loss", "panel": "loss", "color": "black", "width": 2.5, "label": "loss"},
@@ -93,7 +102,7 @@ class Dashboard(StaticFallback, W.VBox):
              "label": "validation"},
             {"id": "thr", "panel": "thr", "color": "black", "width": 2.5, "label": "samples/s"},
         ])
-        self.plot.before_flush = self._set_bars
+        self.plot.before_flush = self._before_flush
         self.plot.on_timer = self._numbers_soon
         self.status = W.HTML(f"<b>{html.escape(title)}</b>: waiting for the first step",
                              style={"font_size": "15px"})
@@ -123,11 +132,12 @@ class Dashboard(StaticFallback, W.VBox):
 
     # -- feeding ----------------------------------------------------------------------
     def __call__(self, record: StepRecord | list) -> None:
-        """Callback for fit() and Job.subscribe(): a few points into the plot's buffer."""
-        records = record if isinstance(record, (list, tuple)) else [record]
-        with self._lock:
-            for r in records:
-                self._add(StepRecord.from_dict(r) if isinstance(r, dict) else r)
+        """Callback for fit() and Job.subscribe(): queue the records (any thread); they
+        become points when the next message is due."""
+        if isinstance(record, (list, tuple)):
+            self._inbox.extend(record)
+        else:
+            self._inbox.append(record)
         if self.plot.due():
             self.plot.flush()
             if time.perf_counter() - self._numbers_at >= NUMBERS_EVERY:
@@ -140,13 +150,44 @@ class Dashboard(StaticFallback, W.VBox):
 
     on_step = __call__
 
+    @property
+    def state(self) -> DashboardState:
+        """What the dashboard shows, with every record received so far."""
+        self._drain()
+        return self._state
+
+    def _drain(self) -> None:
+        """Queued records -> state and points, in one batch under the lock."""
+        with self._lock:
+            inbox, points, stamps = self._inbox, {}, []
+            if not inbox:
+                return
+            while inbox:                 # popleft: producers may append meanwhile
+                r = inbox.popleft()
+                self._add(StepRecord.from_dict(r) if isinstance(r, dict) else r,
+                          points, stamps)
+            if self._mfu:
+                if not self.plot.readouts:
+                    self.plot.readouts = [{"key": "mfu", "label": "MFU", "format": "percent"}]
+                self.plot.set_value("mfu", sum(self._mfu.values()) / len(self._mfu))
+            for sid, (xs, ys) in points.items():
+                self.plot.append(sid, xs, ys)
+            if stamps:
+                self.plot.stamp(stamps)
+
+    def _before_flush(self) -> None:
+        self._drain()
+        self._set_bars()
+
     def _smoothed(self, key, value: float) -> float:
         w = self._windows.setdefault(key, deque(maxlen=SMOOTH))
         w.append(value)
         return sum(w) / len(w)
 
-    def _add(self, rec: StepRecord) -> None:
-        self.state.add(rec)
+    def _add(self, rec: StepRecord, points: dict, stamps: list) -> None:
+        """One record into the state; its points into `points` {series: (xs, ys)} and
+        the end time of a step every rank has finished into `stamps`."""
+        self._state.add(rec)
         if self._t_first is None:
             self._t_first = rec.time - rec.t_step
         world = max(rec.world_size, 1)
@@ -157,14 +198,18 @@ class Dashboard(StaticFallback, W.VBox):
         if "tokens" in rec.extra and rec.t_step > 0:
             self._tokens[r] = rec.extra["tokens"] / rec.t_step
         if rec.extra.get("mfu") is not None:
-            if not self.plot.readouts:
-                self.plot.readouts = [{"key": "mfu", "label": "MFU", "format": "percent"}]
             self._mfu[r] = self._smoothed(("mfu", r), rec.extra["mfu"])
-            self.plot.set_value("mfu", sum(self._mfu.values()) / len(self._mfu))
+        if world == 1:                             # one process: the record is the step
+            _point(points, "loss", k, rec.loss)
+            _point(points, "thr", k, self._smoothed("job", thr))
+            if rec.extra.get("val_loss") is not None:
+                _point(points, "val", k, float(rec.extra["val_loss"]))
+            stamps.append(rec.time)
+            return
         if self._multi:
             self._rank_series(r)
-            self.plot.append(f"loss:{r}", [k], [rec.loss])
-            self.plot.append(f"thr:{r}", [k], [self._smoothed(r, thr)])
+            _point(points, f"loss:{r}", k, rec.loss)
+            _point(points, f"thr:{r}", k, self._smoothed(r, thr))
         agg = self._agg.setdefault(k, [0, 0.0, 0.0, 0.0, []])
         agg[0] += 1
         agg[1] += float(rec.loss)
@@ -174,11 +219,11 @@ class Dashboard(StaticFallback, W.VBox):
             agg[4].append(float(rec.extra["val_loss"]))
         if agg[0] >= world:                        # every rank has finished step k
             del self._agg[k]
-            self.plot.append("loss", [k], [agg[1] / agg[0]])
-            self.plot.append("thr", [k], [self._smoothed("job", agg[2])])
+            _point(points, "loss", k, agg[1] / agg[0])
+            _point(points, "thr", k, self._smoothed("job", agg[2]))
             if agg[4]:
-                self.plot.append("val", [k], [sum(agg[4]) / len(agg[4])])
-            self.plot.stamp([agg[3]])
+                _point(points, "val", k, sum(agg[4]) / len(agg[4]))
+            stamps.append(agg[3])
 
     def _go_multi(self) -> None:
         self._multi = True
@@ -205,12 +250,12 @@ class Dashboard(StaticFallback, W.VBox):
     def _set_bars(self) -> None:
         """The time split, mean of the last `window` steps (O(ranks·window))."""
         with self._lock:
-            if not self.state.ranks:
+            st = self._state
+            if not st.ranks:
                 return
-            rows = [("all", self.state.time_split(), "#222222")]
+            rows = [("all", st.time_split(), "#222222")]
             if self._multi:
-                rows += [(f"rank {r}", self.state.time_split(r), rank_color(r))
-                         for r in sorted(self.state.ranks)]
+                rows += [(f"rank {r}", st.time_split(r), rank_color(r)) for r in sorted(st.ranks)]
         self.plot.set_bars("split", [
             {"label": name, "color": color,
              "segments": [[1e3 * v, c] for v, c in zip(split, SPLIT_COLORS)]}
@@ -229,8 +274,9 @@ class Dashboard(StaticFallback, W.VBox):
             self._numbers_later.start()
 
     def _update_numbers(self) -> None:
+        self._drain()
         with self._lock:
-            st = self.state
+            st = self._state
             loss, thr = st.latest()
             done = bool(st.total_steps) and st.steps_done >= st.total_steps
             rates = ""
@@ -314,8 +360,9 @@ class Dashboard(StaticFallback, W.VBox):
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(13, 4), dpi=100)
+        self._drain()
         with self._lock, DRAW_LOCK:
-            draw_dashboard(fig, self.state)
+            draw_dashboard(fig, self._state)
         return fig
 
     def snapshot(self):

@@ -96,6 +96,7 @@ class LivePlot(anywidget.AnyWidget):
         self._send_lock = threading.Lock()      # one message at a time, in order
         self._last_send = 0.0
         self._wake = threading.Event()
+        self._armed = False         # the timer will send: push() need not wake it again
         self._closed = False
         self._timer: threading.Thread | None = None
         self.before_flush = None    # called before each send (a last chance to buffer)
@@ -204,6 +205,9 @@ class LivePlot(anywidget.AnyWidget):
 
     # -- the timer thread: sends what push() left for later ------------------------------
     def _arm(self) -> None:
+        if self._armed:             # once per message, not once per point
+            return
+        self._armed = True
         if self._timer is None and not self._closed:
             self._timer = threading.Thread(target=self._loop, name="hpclab-liveplot",
                                            daemon=True)
@@ -220,6 +224,7 @@ class LivePlot(anywidget.AnyWidget):
                 time.sleep(delay)
                 continue        # look again: a producer may have sent meanwhile
             self._wake.clear()
+            self._armed = False     # before the flush: what comes after it arms again
             self.flush()
             if self.on_timer is not None:
                 self.on_timer()
