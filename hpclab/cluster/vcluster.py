@@ -28,6 +28,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -196,6 +198,27 @@ def down(state_dir: Path | str = STATE_DIR) -> list[str]:
     if not problems:
         shutil.rmtree(state, ignore_errors=True)
     return problems
+
+
+@contextmanager
+def running(state_dir: Path | str, **up_kwargs) -> Iterator[VCluster]:
+    """A cluster `up(..., state_dir=state_dir)` for the length of a with-block, SLURM_CONF
+    pointing at it inside; `down` when the block ends, however it ends, and a VClusterError
+    naming what `down` left behind."""
+    vc = up(state_dir=state_dir, **up_kwargs)
+    old = os.environ.get("SLURM_CONF")
+    os.environ.update(vc.env())
+    try:
+        yield vc
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        problems = down(state_dir)
+        if problems:
+            raise VClusterError(f"the virtual cluster in {state_dir} left: "
+                                f"{'; '.join(problems)}")
 
 
 def _netns_inodes(vc: VCluster) -> set[int]:

@@ -17,11 +17,10 @@ ranks and node numbering, but every link is loopback (one link class).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,31 +55,22 @@ def nodes(count: int = 2, ranks_per_node: int = 2, link: str = "1gbit",
     """`count` nodes of `ranks_per_node` ranks, joined by links of rate `link`."""
     p = count * ranks_per_node
     state = Path(tempfile.mkdtemp(prefix="hpclab-vcluster-session-"))
-    try:
-        vc, why = vcluster.up(nodes=count, cpus_per_node=ranks_per_node, link=link,
-                              state_dir=state), ""
-    except VClusterError as exc:     # `up` has removed what it made
-        vc, why = None, str(exc)
-        shutil.rmtree(state, ignore_errors=True)
-    if vc is None:
-        yield Nodes(p, ranks_per_node, False,
-                    f"no virtual cluster here ({why}); {p} local processes as {count} "
-                    f"nodes × {ranks_per_node} instead: every link is loopback", timeout)
-        return
-    old = os.environ.get("SLURM_CONF")
-    os.environ.update(vc.env())
-    try:
-        with hpclab.connect(n=p, engines="slurm", nodes=count, time="15",
-                            timeout=timeout) as cluster:
-            hosts = sorted(set(cluster.hosts))
-            yield Nodes(p, ranks_per_node, True,
-                        f"{p} Slurm engines on {', '.join(hosts)} (a virtual cluster, "
-                        f"{link or 'unlimited'} links)", timeout, cluster)
-    finally:
-        if old is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old
-        problems = vcluster.down(state)
-        if problems:
-            raise VClusterError(f"the virtual cluster in {state} left: {'; '.join(problems)}")
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(vcluster.running(state, nodes=count,
+                                                 cpus_per_node=ranks_per_node, link=link))
+            why = ""
+        except VClusterError as exc:     # `up` has removed what it made
+            shutil.rmtree(state, ignore_errors=True)
+            why = str(exc)
+        if why:
+            yield Nodes(p, ranks_per_node, False,
+                        f"no virtual cluster here ({why}); {p} local processes as {count} "
+                        f"nodes × {ranks_per_node} instead: every link is loopback", timeout)
+            return
+        cluster = stack.enter_context(hpclab.connect(n=p, engines="slurm", nodes=count,
+                                                     time="15", timeout=timeout))
+        hosts = sorted(set(cluster.hosts))
+        yield Nodes(p, ranks_per_node, True,
+                    f"{p} Slurm engines on {', '.join(hosts)} (a virtual cluster, "
+                    f"{link or 'unlimited'} links)", timeout, cluster)

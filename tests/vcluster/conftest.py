@@ -2,13 +2,11 @@
 
 `hpclab.cluster.vcluster.up` makes 2 nodes (network + UTS namespaces, one slurmd each) on
 a bridge with 1 Gbit/s links, in a state directory of the test's own; the fixture exports
-its SLURM_CONF and always runs `down` at the end, even when a test failed. Needs root,
+its SLURM_CONF and always runs `down` at the end, even when a test failed (`vc.running`). Needs root,
 iproute2, Slurm and munge (`bash .ci/system-deps`), as the slurm tier does.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
@@ -21,15 +19,5 @@ LINK = "1gbit"
 def vcluster(tmp_path_factory):
     """A running 2-node VCluster (n1, n2; 2 CPUs each; 1 Gbit/s links), SLURM_CONF set."""
     state = tmp_path_factory.mktemp("vcluster")
-    cluster = vc.up(nodes=2, cpus_per_node=2, link=LINK, state_dir=state)
-    old = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
+    with vc.running(state, nodes=2, cpus_per_node=2, link=LINK) as cluster:
         yield cluster
-    finally:
-        if old is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old
-        problems = vc.down(state)
-        assert not problems, problems

@@ -16,7 +16,6 @@ squeue's exec host to the address (state_exechost_re / state_exechost_exp).
 
 from __future__ import annotations
 
-import os
 import pwd
 import tempfile
 from pathlib import Path
@@ -43,18 +42,8 @@ def vcluster():
     fixture's own lies under pytest's private /tmp/pytest-of-root)."""
     state = Path(tempfile.mkdtemp(prefix="hpclab-vcluster-hub-"))
     state.chmod(0o755)
-    cluster = vc.up(nodes=2, cpus_per_node=2, link="1gbit", state_dir=state)
-    old = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
+    with vc.running(state, nodes=2, cpus_per_node=2, link="1gbit") as cluster:
         yield cluster
-    finally:
-        if old is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old
-        problems = vc.down(state)
-        assert not problems, problems
 
 
 @pytest.fixture(scope="module")
