@@ -5,6 +5,9 @@ slurm, notebooks by cost. `gpu` tests skip, with the reason, on machines without
 """
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +29,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip_gpu)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mpi():
+    """mpi4py built against this machine's Open MPI (`.ci/slurm/mpi-deps`), for the tests
+    that start engines="mpi"."""
+    done = subprocess.run([str(ROOT / ".ci" / "slurm" / "mpi-deps"), sys.executable],
+                          capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        pytest.fail(f".ci/slurm/mpi-deps failed:\n{done.stdout}\n{done.stderr}")

@@ -7,10 +7,6 @@ processes; an all-reduce through torch.distributed is checked against the closed
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import hpclab
@@ -19,15 +15,6 @@ from hpclab.cluster.mpi import MPILauncher
 
 pytestmark = [pytest.mark.unit_a, pytest.mark.cluster, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def mpi():
-    done = subprocess.run([str(ROOT / ".ci" / "slurm" / "mpi-deps"), sys.executable],
-                          capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0:
-        pytest.fail(f".ci/slurm/mpi-deps failed:\n{done.stdout}\n{done.stderr}")
 
 
 def ranks(ctx):

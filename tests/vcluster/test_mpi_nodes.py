@@ -8,10 +8,6 @@ across the shaped link) equals the sum computed here in one process.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import hpclab
@@ -19,15 +15,6 @@ from hpclab.cluster.mpi import MPILauncher
 
 pytestmark = [pytest.mark.unit_a]
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def mpi():
-    done = subprocess.run([str(ROOT / ".ci" / "slurm" / "mpi-deps"), sys.executable],
-                          capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0:
-        pytest.fail(f".ci/slurm/mpi-deps failed:\n{done.stdout}\n{done.stderr}")
 
 
 def mpi_all_reduce(ctx):
