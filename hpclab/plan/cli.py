@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
                      f"measured best {v['measured_best']}; the predicted best takes "
                      f"{v['ratio']:.3f}× the measured best's time: "
                      + ("within" if v["within"] else "NOT within")
-                     + f" {v['tolerance']:.0%}; median |measured/predicted − 1| = "
+                     + f" {v['tolerance']:.0%}; median |predicted/measured − 1| = "
                      f"{v['median_error']:.1%}")
     text = "\n".join(lines)
     print(text if not args.out else text.replace(table(rows, top=args.top, markdown=True),
