@@ -165,16 +165,10 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None,
         partner = next((b if a == comm.rank else a for a, b in pairs if comm.rank in (a, b)),
                        comm.world_size)
 
-    def operation(nbytes: int):
-        if partner >= comm.world_size:
-            return lambda: None
-        mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
-        if reduce:
-            return lambda: comm.exchange_reduce(mine, partner, into, partner, "sum", step=0,
-                                                phase="exchange")
-        return lambda: comm.exchange(mine, partner, into, partner, step=0, phase="exchange")
-
-    return _from_barrier(sizes, repeats, group, operation)
+    if partner >= comm.world_size:
+        partner = None                        # no pair: this rank waits
+    return _from_barrier(sizes, repeats, group,
+                         _swap(comm, partner, partner, reduce, "exchange"))
 
 
 def shift(sizes, repeats: int = 10, group=None, timeout=None,
@@ -188,16 +182,23 @@ def shift(sizes, repeats: int = 10, group=None, timeout=None,
     comm = Comm.of(group, timeout, collective="shift", algorithm="ring", trace=None)
     right, left = (comm.rank + 1) % comm.world_size, (comm.rank - 1) % comm.world_size
 
+    if comm.world_size == 1:
+        right = left = None
+    return _from_barrier(sizes, repeats, group, _swap(comm, right, left, reduce, "shift"))
+
+
+def _swap(comm, dst, src, reduce: bool, phase: str):
+    """The operation `_from_barrier` times: send n bytes to `dst` while receiving n from
+    `src` (adding them in with reduce=True); nothing where dst is None."""
     def operation(nbytes: int):
-        if comm.world_size == 1:
+        if dst is None:
             return lambda: None
         mine, into = _vector(nbytes, reduce), _vector(nbytes, reduce)
         if reduce:
-            return lambda: comm.exchange_reduce(mine, right, into, left, "sum", step=0,
-                                                phase="shift")
-        return lambda: comm.exchange(mine, right, into, left, step=0, phase="shift")
-
-    return _from_barrier(sizes, repeats, group, operation)
+            return lambda: comm.exchange_reduce(mine, dst, into, src, "sum", step=0,
+                                                phase=phase)
+        return lambda: comm.exchange(mine, dst, into, src, step=0, phase=phase)
+    return operation
 
 
 def _vector(nbytes: int, reduce: bool) -> torch.Tensor:
