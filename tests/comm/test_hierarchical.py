@@ -153,13 +153,19 @@ def test_shift_gives_the_same_step_times_on_every_rank():
     assert all(t > 0 for t in out[0].values())
 
 
-def _ddp_auto(ctx):
+def _ddp_backward(ctx, algorithm):
+    """A DDP-wrapped Linear(7, 3) after one backward on this rank's 4 samples."""
     torch.manual_seed(0)
     net = nn.Linear(7, 3)
-    model = DistributedDataParallel(net, algorithm="auto")
+    model = DistributedDataParallel(net, algorithm=algorithm)
     g = torch.Generator().manual_seed(ctx.rank)
     x, y = torch.randn(4, 7, generator=g), torch.randn(4, 3, generator=g)
     nn.functional.mse_loss(model(x), y).backward()
+    return net, model, x, y
+
+
+def _ddp_auto(ctx):
+    net, model, x, y = _ddp_backward(ctx, "auto")
     picks = [cost_model.best_algorithm(b.nbytes, ctx.world_size, model.costs)
              for b in model.buckets]
     torch.manual_seed(0)            # the reference: torch's average of the local gradients
@@ -180,12 +186,7 @@ def test_ddp_auto_on_nodes_runs_what_the_two_level_model_picks():
 
 
 def _ddp_grads(ctx):
-    torch.manual_seed(0)
-    net = nn.Linear(7, 3)
-    model = DistributedDataParallel(net, algorithm="hierarchical")
-    g = torch.Generator().manual_seed(ctx.rank)
-    x, y = torch.randn(4, 7, generator=g), torch.randn(4, 3, generator=g)
-    nn.functional.mse_loss(model(x), y).backward()
+    net, _, x, y = _ddp_backward(ctx, "hierarchical")
     mine = [p.grad.clone() for p in net.parameters()]
     # the reference: torch's own average of each rank's gradient of the same loss
     torch.manual_seed(0)
