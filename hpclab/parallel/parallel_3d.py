@@ -61,7 +61,7 @@ from hpclab.parallel.sequence_parallel import (
 )
 from hpclab.parallel.tensor_parallel import ALGORITHM, gather_parameters, split_sizes
 from hpclab.parallel.tp_transformer import ParallelBlock
-from hpclab.parallel.zero import ZeRO1, ZeRO2, ZeRO3
+from hpclab.parallel.zero import zero_optimizer
 from hpclab.problems.transformer import TinyTransformer, lm_loss
 from hpclab.train import NonFiniteLossError
 
@@ -174,14 +174,12 @@ class Trainer3D:
         group = self.mesh.dp.group
         if layout.zero == 0:
             self.optimizer = optimizer_class(self.chunks.parameters(), **opt_kwargs)
-        elif layout.zero == 3:
-            units = [u for piece in self.chunks for u in (*piece.blocks, piece)]
-            self.optimizer = ZeRO3(self.chunks, optimizer_class, units=units, group=group,
-                                   timeout=ctx.timeout, **opt_kwargs)
         else:
-            stage = ZeRO1 if layout.zero == 1 else ZeRO2
-            self.optimizer = stage(self.chunks.parameters(), optimizer_class, group=group,
-                                   timeout=ctx.timeout, **opt_kwargs)
+            units = ([u for piece in self.chunks for u in (*piece.blocks, piece)]
+                     if layout.zero == 3 else None)
+            self.optimizer = zero_optimizer(layout.zero, self.chunks, optimizer_class,
+                                            units=units, group=group, timeout=ctx.timeout,
+                                            **opt_kwargs)
 
     def step(self, batch) -> float:
         """One optimizer step on the global batch (inputs, targets); the global mean loss."""
