@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from hpclab.comm.measure import CALIBRATION_SIZES, calibrate, time_all_reduces
 
 MiB = 1 << 20
 ALGORITHMS = ("ring", "hierarchical")
+TARGET = (0.8, 1.2)         # measured / predicted speed-up: the model within 20 %
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Config:
     nodes: int = 2
     ranks_per_node: int = 2
     sizes: list[int] = field(default_factory=lambda: [4 * MiB, 16 * MiB, 32 * MiB])
-    repeats: int = 5
+    repeats: int = 9
     local: bool = False
     timeout: float = 180.0
     rounds: int = 1
@@ -85,14 +87,17 @@ def table(result: dict) -> str:
 
 def spread(results: list[dict]) -> str:
     """Per size, the range over rounds of the measured and predicted speed-ups and of
-    their ratio."""
+    their ratio, the median ratio, and how many rounds are within the target 0.8–1.2."""
     lines = [(f"over {len(results)} rounds: {'size':>7} {'measured':>13} {'predicted':>13} "
-             f"{'ratio m/p':>11}")]
+             f"{'ratio m/p':>11} {'median':>6}  within 20 %")]
     for i, row in enumerate(results[0]["rows"]):
         got = [speedups(r["rows"][i]) for r in results]
         span = [(min(g[j] for g in got), max(g[j] for g in got)) for j in range(3)]
+        ratios = [g[2] for g in got]
+        inside = sum(TARGET[0] <= q <= TARGET[1] for q in ratios)
         lines.append(f"{'':>17}{row['bytes'] // MiB:>4} MiB "
-                     + " ".join(f"{lo:>6.2f}–{hi:<6.2f}" for lo, hi in span))
+                     + " ".join(f"{lo:>6.2f}–{hi:<6.2f}" for lo, hi in span)
+                     + f" {statistics.median(ratios):>6.2f}  {inside} of {len(ratios)}")
     return "\n".join(lines)
 
 
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--ranks-per-node", type=int, default=2)
     ap.add_argument("--sizes-mib", type=int, nargs="+", default=[4, 16, 32])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--rounds", type=int, default=1,
                     help="calibrate and measure this many times (the spread under load)")
     ap.add_argument("--local", action="store_true",

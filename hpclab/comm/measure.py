@@ -55,8 +55,9 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     LOCAL_WORLD_SIZE, as hpclab.connect, run_local and torchrun set it) the costs are
     `TwoLevel`: one set of tables for the links inside a node (ranks ℓ, ℓ+1 of every node
     at once, as the node rings run), one for a link between nodes (rank 0 and rank k,
-    alone on it), and the flat ring's step as it runs (`shift`, plain and adding: what
-    TwoLevel.flat prices flat algorithms' exchanges with)."""
+    alone on it), and the flat ring's step as it runs (`shift`, plain and adding, p − 1
+    steps back to back as in each half of the ring: what TwoLevel.flat prices flat
+    algorithms' exchanges with)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     sizes = sorted(int(n) for n in sizes)
@@ -71,8 +72,8 @@ def calibrate(group=None, timeout: float | timedelta | None = None, repeats: int
     intra = _tables(sizes, repeats, group, timeout, (0, 1),
                     [(v * k + j, v * k + j + 1) for v in range(p // k) for j in range(0, k - 1, 2)])
     inter = _tables(sizes, repeats, group, timeout, (0, k), [(0, k)])
-    steps = [shift(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce)
-             for reduce in (False, True)]
+    steps = [shift(sizes, repeats=repeats, group=group, timeout=timeout, reduce=reduce,
+                   steps=p - 1) for reduce in (False, True)]
     flat = MeasuredCosts(inter.one_way, steps[0], inter.reductions, inter.one_way_reductions,
                          steps[1])
     return TwoLevel(intra, inter, k, flat)
@@ -172,19 +173,31 @@ def exchange(sizes, repeats: int = 10, group=None, timeout=None,
 
 
 def shift(sizes, repeats: int = 10, group=None, timeout=None,
-          reduce: bool = False) -> dict[int, float]:
+          reduce: bool = False, steps: int = 1) -> dict[int, float]:
     """Time for every rank r to send n bytes to r+1 while it receives n bytes from r−1
     (indices mod p), all at once from a barrier: one step of the flat ring, exactly as
     ring.py runs it. On nodes numbered node by node one message crosses each node boundary
     each way per step, while the others are copied inside the nodes; on one host all p
     ranks' copies share the cores. reduce=True: each rank adds what arrives (a
-    reduce-scatter step)."""
+    reduce-scatter step). steps > 1: a timed run is that many steps back to back, as the
+    ring runs its 2(p−1), and the figure is its time / steps — the price of a step that
+    follows another (a shaped link's token bucket, full after the barrier's pause, lets
+    the first one through faster)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     comm = Comm.of(group, timeout, collective="shift", algorithm="ring", trace=None)
     right, left = (comm.rank + 1) % comm.world_size, (comm.rank - 1) % comm.world_size
 
     if comm.world_size == 1:
         right = left = None
-    return _from_barrier(sizes, repeats, group, _swap(comm, right, left, reduce, "shift"))
+    one_step = _swap(comm, right, left, reduce, "shift")
+
+    def operation(nbytes: int):
+        step = one_step(nbytes)
+        return lambda: [step() for _ in range(steps)]
+
+    times = _from_barrier(sizes, repeats, group, operation)
+    return {n: t / steps for n, t in times.items()}
 
 
 def _swap(comm, dst, src, reduce: bool, phase: str):
@@ -210,12 +223,15 @@ def _vector(nbytes: int, reduce: bool) -> torch.Tensor:
 
 def _from_barrier(sizes, repeats: int, group, operation) -> dict[int, float]:
     """For each size, `operation(nbytes)` gives the call to time; every run starts at a
-    barrier (one untimed run first), a run's time is the slowest rank's, and the best of
-    `repeats` runs is kept. Same figures on every rank."""
+    barrier (one untimed pass first), a run's time is the slowest rank's, and the best of
+    `repeats` runs is kept. The sizes take turns (pass j runs every size once), as the
+    algorithms do in `time_all_reduces`: a burst of load from elsewhere spoils one run of
+    a few sizes, which the best of the other passes replaces, rather than every run of one
+    size. Same figures on every rank."""
+    runs = [operation(int(nbytes)) for nbytes in sizes]
     times = torch.zeros(len(sizes), repeats, dtype=torch.float64)
-    for i, nbytes in enumerate(sizes):
-        run = operation(int(nbytes))
-        for j in range(-1, repeats):
+    for j in range(-1, repeats):
+        for i, run in enumerate(runs):
             dist.barrier(group=group)
             start = time.perf_counter()
             run()

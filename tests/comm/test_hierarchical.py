@@ -143,14 +143,20 @@ def test_calibrate_measures_two_link_classes_on_several_nodes():
     assert run_local(_calibrated, 2)[0][:2] == ("MeasuredCosts", None)   # one node
 
 
-def _shift(ctx):
-    return comm.measure.shift([4, 1 << 12], repeats=1)
+def _shift(ctx, steps):
+    return comm.measure.shift([4, 1 << 12], repeats=1, steps=steps)
 
 
-def test_shift_gives_the_same_step_times_on_every_rank():
-    out = run_local(_shift, 3)
+@pytest.mark.parametrize("steps", [1, 3])
+def test_shift_gives_the_same_step_times_on_every_rank(steps):
+    out = run_local(_shift, 3, steps)
     assert all(o == out[0] for o in out) and sorted(out[0]) == [4, 1 << 12]
     assert all(t > 0 for t in out[0].values())
+
+
+def test_shift_needs_at_least_one_step():
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        comm.measure.shift([4], steps=0)
 
 
 def _ddp_backward(ctx, algorithm):
