@@ -9,10 +9,20 @@ y with the dashboard, the overhead is
 
 and the table gives the median of the d_i with a 95 % bootstrap confidence interval
 (the median of d resampled over pairs, BOOTSTRAP times; the 2.5 % and 97.5 % points).
-The bar "training slowed by ≤ 1 %" holds when the interval's upper end is ≤ 1 %; an
-interval that straddles 1 % does not resolve it (more pairs, a quieter machine).
+On two shared cores these end-to-end intervals are several % wide, wider than the bar,
+so the bar is read off the dashboard's own cost, which can be measured exactly:
 
-    training CPU   primary: CPU seconds of the processes that train, with and without
+    dashboard CPU  primary: CPU seconds the dashboard spent in this process
+                   (Dashboard.cpu_seconds: each of its threads' own CPU clock) per wall
+                   second of the run, median over the runs with the dashboard [bootstrap
+                   interval]. The engines run the same code with or without it (they send
+                   their records either way), and in `fit` the dashboard's work runs
+                   between steps or beside them under the GIL: training can lose at most
+                   this time, so c = cpu / wall bounds the slowdown. The bar "training
+                   slowed by ≤ 1 %" holds when the interval's upper end is ≤ 1 % and the
+                   end-to-end figure below does not contradict it (its interval's lower
+                   end ≤ 1 %); it is missed when either lower end is above 1 %.
+    training CPU   end to end: CPU seconds of the processes that train, with and without
                    the dashboard. "fit": this process (the training loop and the
                    dashboard's threads share it). A Job: the engines plus this process
                    (the engines train; this process receives the records either way and,
@@ -88,17 +98,33 @@ def _optimizer_fn(params):
     return hpclab.optim.Adam(params, lr=1e-3)
 
 
-def _fit(steps: int, dash: Dashboard | None) -> float:
+def step_period(records, skip: float = 0.1) -> float:
+    """Seconds per step while training: from the end of step ⌈skip·K⌉ to the end of the
+    last step K, per rank (records' `time`), the slowest rank's — without the start-up
+    (building the model, launching the job) that the run's wall time also holds."""
+    by_rank: dict[int, list] = {}
+    for r in records:
+        by_rank.setdefault(r.rank, []).append((r.step, r.time))
+    periods = []
+    for ends in by_rank.values():
+        ends.sort()
+        first = ends[min(int(skip * len(ends)), len(ends) - 2)]
+        last = ends[-1]
+        periods.append((last[1] - first[1]) / (last[0] - first[0]))
+    return max(periods)
+
+
+def _fit(steps: int, dash: Dashboard | None) -> tuple[float, float]:
     train, _ = hpclab.problems.digits_loaders(batch_size=64)
     model = _model_fn()
     opt = _optimizer_fn(model.parameters())
     t0 = time.perf_counter()
-    hpclab.train.fit(model, opt, train, torch.nn.functional.cross_entropy, steps=steps,
-                     callbacks=[dash] if dash else [], progress=False)
-    return time.perf_counter() - t0
+    history = hpclab.train.fit(model, opt, train, torch.nn.functional.cross_entropy,
+                               steps=steps, callbacks=[dash] if dash else [], progress=False)
+    return time.perf_counter() - t0, step_period(history.records)
 
 
-def _job(cluster, steps: int, dash: Dashboard | None) -> float:
+def _job(cluster, steps: int, dash: Dashboard | None) -> tuple[float, float]:
     from hpclab.parallel import Trainer, TrainerConfig
 
     trainer = Trainer(cluster, _model_fn, _data_fn, _optimizer_fn, TrainerConfig(batch_size=64))
@@ -106,8 +132,8 @@ def _job(cluster, steps: int, dash: Dashboard | None) -> float:
     job = trainer.fit(steps=steps)
     if dash is not None:
         dash.attach(job)
-    job.wait(timeout=600)
-    return time.perf_counter() - t0
+    history = job.wait(timeout=600)
+    return time.perf_counter() - t0, step_period(history)
 
 
 def _cpu_seconds(procs) -> float:
@@ -117,13 +143,14 @@ def _cpu_seconds(procs) -> float:
 def _measured(run, steps: int, dash: Dashboard | None, procs) -> dict:
     CountingComm.bytes_sent = CountingComm.messages = 0
     cpu0, others0 = time.process_time(), _cpu_seconds(procs)
-    wall = run(steps, dash)
+    wall, period = run(steps, dash)
+    own = dash.cpu_seconds if dash is not None else 0.0     # while training, not finish()
     if dash is not None:
         dash.finish()
     kernel = time.process_time() - cpu0
-    return {"wall": wall, "train_cpu": kernel + _cpu_seconds(procs) - others0,
+    return {"wall": wall, "step": period, "train_cpu": kernel + _cpu_seconds(procs) - others0,
             "kernel": kernel / wall, "bytes": CountingComm.bytes_sent / wall,
-            "msgs": CountingComm.messages / wall}
+            "msgs": CountingComm.messages / wall, "dash_cpu": own / wall}
 
 
 def median_ci(d, level: float = 0.95, n: int = BOOTSTRAP, seed: int = 0):
@@ -153,30 +180,33 @@ def compare(run, steps: int, pairs: int, label: str, procs=()) -> dict:
                 bare.append(_measured(run, steps, None, procs))
     lat.sort()
     row = {"setup": label, "steps": steps, "pairs": pairs,
-           "bare_ms": 1e3 * statistics.median(b["wall"] for b in bare) / steps,
-           "dash_ms": 1e3 * statistics.median(r["wall"] for r in live) / steps,
+           "bare_ms": 1e3 * statistics.median(b["step"] for b in bare),
+           "dash_ms": 1e3 * statistics.median(r["step"] for r in live),
            "p50": lat[len(lat) // 2] if lat else float("nan"),
            "p95": lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")}
-    for key in ("train_cpu", "wall"):
+    for key in ("step", "train_cpu", "wall"):
         row[key] = median_ci([r[key] / b[key] - 1 for r, b in zip(live, bare)])
+    row["dash_cpu"] = median_ci([r["dash_cpu"] for r in live])
     row["kernel"] = statistics.median(r["kernel"] - b["kernel"] for r, b in zip(live, bare))
     row["bytes"] = statistics.median(r["bytes"] for r in live)
     row["msgs"] = statistics.median(r["msgs"] for r in live)
     return row
 
 
-def verdict(ci) -> str:
-    _, lo, hi = ci
-    if hi <= BAR:
-        return "holds"
-    if lo > BAR:
+def verdict(own, slowdown) -> str:
+    """The 1 % bar from the dashboard's own cost `own` (an upper bound of the slowdown)
+    and the measured slowdown of the steps, each (median, low, high): missed when the
+    slowdown's interval lies above the bar, holds when either upper end is within it."""
+    if slowdown[1] > BAR:
         return "missed"
+    if own[2] <= BAR or slowdown[2] <= BAR:
+        return "holds"
     return "unresolved"
 
 
-def _pct(ci) -> str:
+def _pct(ci, sign: str = "+") -> str:
     m, lo, hi = ci
-    return f"{100 * m:+.2f} % [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+    return f"{100 * m:{sign}.2f} % [{100 * lo:{sign}.2f}, {100 * hi:{sign}.2f}]"
 
 
 def main(argv=None) -> int:
@@ -194,15 +224,15 @@ def main(argv=None) -> int:
           f"{psutil.cpu_count()} CPUs, load {psutil.getloadavg()[0]:.1f}; "
           f"{args.pairs} pairs of {args.steps}-step runs per set-up; "
           f"median of paired overheads [95 % bootstrap interval]")
-    print(f"{'set-up':<24} {'bare ms/step':>12} {'training CPU':>27} {'bar 1 %':>10} "
-          f"{'wall':>27} {'kernel CPU':>10} {'bytes/s':>8} {'msgs/s':>6} "
-          f"{'latency p50/p95 s':>18}")
+    print(f"{'set-up':<24} {'bare ms/step':>12} {'step time, A/B':>27} "
+          f"{'dashboard CPU / wall':>27} {'bar 1 %':>10} {'training CPU, A/B':>27} "
+          f"{'kernel CPU':>10} {'bytes/s':>8} {'msgs/s':>6} {'latency p50/p95 s':>18}")
 
     def show(r):
-        print(f"{r['setup']:<24} {r['bare_ms']:>12.3f} {_pct(r['train_cpu']):>27} "
-              f"{verdict(r['train_cpu']):>10} {_pct(r['wall']):>27} "
-              f"{100 * r['kernel']:>9.1f}% {r['bytes']:>8.0f} {r['msgs']:>6.1f} "
-              f"{r['p50']:>8.3f} / {r['p95']:.3f}", flush=True)
+        print(f"{r['setup']:<24} {r['bare_ms']:>12.3f} {_pct(r['step']):>27} "
+              f"{_pct(r['dash_cpu'], sign=''):>27} {verdict(r['dash_cpu'], r['step']):>10} "
+              f"{_pct(r['train_cpu']):>27} {100 * r['kernel']:>9.1f}% {r['bytes']:>8.0f} "
+              f"{r['msgs']:>6.1f} {r['p50']:>8.3f} / {r['p95']:.3f}", flush=True)
 
     if not args.no_fit:
         show(compare(_fit, args.steps, args.pairs, "fit callback, 1 process"))

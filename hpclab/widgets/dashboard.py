@@ -17,14 +17,13 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
 The browser draws the plot (liveplot.py / liveplot.js). Calling the dashboard with a
 record turns it into a few points (each rank's loss and samples/s, and once every rank
 has reported a step, the job's mean loss and total samples/s) and buffers them; every
-`interval` seconds (0.1; for a Job, whose records come in batches, each batch at once)
-the buffer goes to the browser as one message, from the calling thread when a record
+`interval` seconds (0.1) the buffer goes to the browser as one message, from the calling thread when a record
 arrives, else from the plot's timer thread. A call only queues its records (a deque
 append: the training step of a `fit` pays next to nothing); they become points and
 state in one batch just before each message. Records that carry the model FLOPs
 utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
 mean over ranks of each rank's last SMOOTH steps. The numbers (progress,
-points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
+points, status line with samples/s, tokens/s and ETA) follow every second. Colours: one
 per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
 returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
 HTML, slides and CI; a notebook executed headless shows that picture too.
@@ -52,8 +51,7 @@ from hpclab.widgets.dashboard_state import DashboardState
 from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
 from hpclab.widgets.liveplot import LivePlot
 
-NUMBERS_EVERY = 0.5       # s between updates of the status line, progress and points
-JOB_INTERVAL = 0.03       # s between messages at most, for a Job (see attach)
+NUMBERS_EVERY = 1.0       # s between updates of the status line, progress and points
 DONE_STYLE = "background:#e3f4e1;border:1px solid #55a868;border-radius:4px;padding:2px 8px"
 STOPPED_STYLE = "background:#fbeaea;border:1px solid #d62728;border-radius:4px;padding:2px 8px"
 
@@ -118,11 +116,14 @@ class Dashboard(StaticFallback, W.VBox):
         self._multi = False
         self._agg: dict[int, list] = {}             # step -> [ranks, Σloss, Σthr, t_end, vals]
         self._windows: dict[object, deque] = {}     # series -> last SMOOTH samples/s
+        self._rank_lines: set[int] = set()          # ranks whose two lines exist
         self._tokens: dict[int, float] = {}         # rank -> last tokens/s
         self._mfu: dict[int, float] = {}            # rank -> MFU, mean of SMOOTH steps
         self._t_first: float | None = None
         self._numbers_at = 0.0
         self._numbers_later: threading.Timer | None = None
+        self._cpu_calls = 0.0                       # CPU seconds: calls (caller's thread)
+        self._cpu_numbers = 0.0                     # ... delayed number updates
         self._lock = threading.Lock()               # state and streams: any thread feeds
         super().__init__([
             W.HBox([self.status]),
@@ -134,6 +135,7 @@ class Dashboard(StaticFallback, W.VBox):
     def __call__(self, record: StepRecord | list) -> None:
         """Callback for fit() and Job.subscribe(): queue the records (any thread); they
         become points when the next message is due."""
+        cpu0 = time.thread_time()
         if isinstance(record, (list, tuple)):
             self._inbox.extend(record)
         else:
@@ -144,6 +146,7 @@ class Dashboard(StaticFallback, W.VBox):
                 self._update_numbers()
         else:
             self.plot.push()
+        self._cpu_calls += time.thread_time() - cpu0
         if self.stop_requested and self._job is None:
             from hpclab.train import StopTraining  # fit() ends cleanly after this step
             raise StopTraining("stopped from the dashboard")
@@ -236,8 +239,9 @@ class Dashboard(StaticFallback, W.VBox):
         self.plot.series = series
 
     def _rank_series(self, r: int) -> None:
-        if any(s["id"] == f"loss:{r}" for s in self.plot.series):
+        if r in self._rank_lines:
             return
+        self._rank_lines.add(r)
         c = rank_color(r)
         self.plot.add_series(id=f"loss:{r}", panel="loss", color=c, width=1.5, alpha=0.85,
                              label=f"rank {r}")
@@ -269,9 +273,14 @@ class Dashboard(StaticFallback, W.VBox):
         if wait <= 0:
             self._update_numbers()
         elif self._numbers_later is None or not self._numbers_later.is_alive():
-            self._numbers_later = threading.Timer(wait, self._update_numbers)
+            self._numbers_later = threading.Timer(wait, self._numbers_later_timed)
             self._numbers_later.daemon = True
             self._numbers_later.start()
+
+    def _numbers_later_timed(self) -> None:
+        cpu0 = time.thread_time()
+        self._update_numbers()
+        self._cpu_numbers += time.thread_time() - cpu0
 
     def _update_numbers(self) -> None:
         self._drain()
@@ -324,9 +333,6 @@ class Dashboard(StaticFallback, W.VBox):
     def attach(self, job) -> Dashboard:
         """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
         self._job = job
-        # a Job's records come in batches (every 0.1 s from each engine): send each
-        # batch as it arrives rather than wait out the interval a second time
-        self.plot.interval = min(self.plot.interval, JOB_INTERVAL)
         job.subscribe(self)
         return self
 
@@ -348,6 +354,14 @@ class Dashboard(StaticFallback, W.VBox):
         self.finished = True
         self._update_numbers()
         self._mark_finished()
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds the dashboard has taken from the process it runs in while
+        training: its calls (queueing, and each message sent from the caller's thread),
+        the plot's timer thread and the delayed number updates (each thread's own CPU
+        clock). Training that the dashboard slows can lose at most this much time."""
+        return self._cpu_calls + self._cpu_numbers + self.plot.stats.timer_cpu
 
     @property
     def latencies(self) -> list[float]:

@@ -49,11 +49,14 @@ import traitlets as T
 MAX_LATENCIES = 100_000
 
 
-def compact(v) -> float | None:
-    """A float rounded to 5 significant digits (JSON: ~7 bytes instead of ~18); None for
-    inf and NaN, which JSON cannot carry, and for None (a break in a line)."""
+def compact(v) -> int | float | None:
+    """A float rounded to 5 significant digits (JSON: ~7 bytes instead of ~18); an int
+    as it is (a step number: exact, and short already); None for inf and NaN, which JSON
+    cannot carry, and for None (a break in a line)."""
     if v is None:
         return None
+    if type(v) is int:
+        return v
     v = float(v)
     if not math.isfinite(v):
         return None
@@ -65,6 +68,7 @@ class StreamStats:
     messages: int = 0
     points: int = 0
     send_time: float = 0.0        # seconds spent building and sending messages
+    timer_cpu: float = 0.0        # CPU seconds of the timer thread (its sends, on_timer)
     latencies: list = field(default_factory=list)   # step end -> message sent, seconds
 
 
@@ -225,9 +229,11 @@ class LivePlot(anywidget.AnyWidget):
                 continue        # look again: a producer may have sent meanwhile
             self._wake.clear()
             self._armed = False     # before the flush: what comes after it arms again
+            cpu0 = time.thread_time()
             self.flush()
             if self.on_timer is not None:
                 self.on_timer()
+            self.stats.timer_cpu += time.thread_time() - cpu0
 
     def close(self) -> None:
         if not hasattr(self, "_closed"):      # __init__ failed before its attributes

@@ -95,6 +95,27 @@ def test_dashboard_as_fit_callback_streams_every_step():
     assert len(dash.latencies) == 25 and all(t >= 0 for t in dash.latencies)
 
 
+def test_cpu_seconds_is_what_the_dashboards_threads_spent(train_records):
+    """Dashboard.cpu_seconds (what `hpclab bench dashboard` reads the 1 % bar off) against
+    the thread CPU clock read around each call here, and the process's own CPU clock."""
+    recs = train_records(60)
+    dash = Dashboard(total_steps=60, interval=0.02)
+    outside, proc0 = 0.0, time.process_time()
+    for rec in recs:
+        t0 = time.thread_time()
+        dash(rec)
+        outside += time.thread_time() - t0
+        time.sleep(0.002)               # the timer thread sends some of the messages
+    n_val = sum("val_loss" in r.extra for r in recs)
+    assert _wait_for(lambda: dash.plot.stats.points == 2 * 60 + n_val), dash.plot.stats
+    # the difference: reading the clock itself (a system call, some µs, twice per call)
+    assert dash._cpu_calls == pytest.approx(outside, rel=0.05, abs=len(recs) * 2e-5)
+    assert dash.plot.stats.timer_cpu > 0, "the timer thread's sends are counted"
+    spent = time.process_time() - proc0
+    assert outside < dash.cpu_seconds <= spent, (dash.cpu_seconds, outside, spent)
+    dash.finish()
+
+
 @pytest.mark.cluster
 def test_two_ranks_stream_their_lines_and_the_job_mean(dp_records):
     r0, r1 = dp_records(2, 12)
