@@ -194,7 +194,11 @@ def shift(sizes, repeats: int = 10, group=None, timeout=None,
 
     def operation(nbytes: int):
         step = one_step(nbytes)
-        return lambda: [step() for _ in range(steps)]
+
+        def back_to_back():
+            for _ in range(steps):
+                step()
+        return back_to_back
 
     times = _from_barrier(sizes, repeats, group, operation)
     return {n: t / steps for n, t in times.items()}

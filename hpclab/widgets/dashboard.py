@@ -17,8 +17,8 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
 The browser draws the plot (liveplot.py / liveplot.js). Calling the dashboard with a
 record turns it into a few points (each rank's loss and samples/s, and once every rank
 has reported a step, the job's mean loss and total samples/s) and buffers them; every
-`interval` seconds (0.1) the buffer goes to the browser as one message, from the calling thread when a record
-arrives, else from the plot's timer thread. A call only queues its records (a deque
+`interval` seconds (0.1) the buffer goes to the browser as one message, from the
+calling thread when a record arrives, else from the plot's timer thread. A call only queues its records (a deque
 append: the training step of a `fit` pays next to nothing); they become points and
 state in one batch just before each message. Records that carry the model FLOPs
 utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
