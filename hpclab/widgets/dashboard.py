@@ -23,7 +23,7 @@ append: the training step of a `fit` pays next to nothing); they become points a
 state in one batch just before each message. Records that carry the model FLOPs
 utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
 mean over ranks of each rank's last SMOOTH steps. The numbers (progress,
-points, status line with samples/s, tokens/s and ETA) follow every second. Colours: one
+points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
 per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
 returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
 HTML, slides and CI; a notebook executed headless shows that picture too.
@@ -51,7 +51,7 @@ from hpclab.widgets.dashboard_state import DashboardState
 from hpclab.widgets.figure import DRAW_LOCK, StaticFallback, figure_png
 from hpclab.widgets.liveplot import LivePlot
 
-NUMBERS_EVERY = 1.0       # s between updates of the status line, progress and points
+NUMBERS_EVERY = 0.5       # s between updates of the status line, progress and points
 DONE_STYLE = "background:#e3f4e1;border:1px solid #55a868;border-radius:4px;padding:2px 8px"
 STOPPED_STYLE = "background:#fbeaea;border:1px solid #d62728;border-radius:4px;padding:2px 8px"
 

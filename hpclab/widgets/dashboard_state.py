@@ -159,7 +159,7 @@ class DashboardState:
 
     def latest(self) -> tuple[float | None, float | None]:
         """(mean of each rank's last loss, sum of each rank's last samples/s): O(ranks),
-        for a status line refreshed every second however long the run."""
+        for a status line refreshed twice a second however long the run."""
         last = [s for s in self.ranks.values() if s.steps]
         if not last:
             return None, None
