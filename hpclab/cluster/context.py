@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +55,15 @@ class DistContext:
         if self.rank == 0:
             print(*args, **kwargs, flush=True)
 
-    def log(self, *args, **kwargs) -> None:
-        """print with a `[rank r/p host]` prefix."""
-        print(f"[rank {self.rank}/{self.world_size} {self.host}]", *args, **kwargs, flush=True)
+    def log(self, *args, sep: str = " ", end: str = "\n", file=None) -> None:
+        """print with a `[rank r/p host]` prefix, the line in one write.
+
+        Ranks of a node share one stdout (torchrun's, the Slurm output file): print's
+        piece-by-piece writes of an unbuffered stream would interleave their lines."""
+        line = sep.join([f"[rank {self.rank}/{self.world_size} {self.host}]", *map(str, args)])
+        out = sys.stdout if file is None else file
+        out.write(line + end)
+        out.flush()
 
     def where(self) -> str:
         """`rank r on host h`: the phrase every distributed error message uses."""

@@ -64,9 +64,12 @@ def _listening_socket() -> socket.socket:
 
 def _report(folder: str, rank: int, outcome: tuple) -> None:
     # a file per rank, as torch.multiprocessing reports tracebacks: a queue would block a
-    # rank that returns a large result until the parent reads it
-    with open(Path(folder, f"rank{rank}.pickle"), "wb") as f:
-        pickle.dump(outcome, f)
+    # rank that returns a large result until the parent reads it. Written aside and renamed:
+    # a rank SIGTERMed while it writes (its peer died) leaves no half-written report.
+    path = Path(folder, f"rank{rank}.pickle")
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(pickle.dumps(outcome))
+    os.replace(partial, path)
 
 
 def _worker(rank, fn, world_size, listen_fd, port, timeout, args, kwargs, folder, k):
