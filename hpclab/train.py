@@ -267,7 +267,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
     """Train until `epochs` passes or `steps` steps (whichever comes first; default one
     epoch). Validation runs after every epoch and every `eval_every` steps; its metrics go
     into History.evals and into that step's record.extra. Each callback receives every
-    StepRecord; a callback may raise StopTraining. `early_stopping=5` means patience 5.
+    StepRecord; a callback may raise StopTraining. An object with an `on_step` attribute
+is called through it (a Dashboard's: a plain object, quicker to reach between two steps
+than the widget). `early_stopping=5` means patience 5.
     flops_per_sample and peak_flops: MFU in every record (see train_step).
     """
     if epochs is None and steps is None:
@@ -281,7 +283,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
         early_stopping = EarlyStopping(patience=early_stopping)
     if early_stopping is not None and val_loader is None:
         raise ValueError("early_stopping needs a val_loader to watch the validation loss")
-    callbacks = list(callbacks)
+    callbacks = [getattr(cb, "on_step", cb) for cb in callbacks]
     total = steps
     if total is None and hasattr(train_loader, "__len__"):
         total = epochs * len(train_loader)

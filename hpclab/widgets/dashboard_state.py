@@ -27,16 +27,49 @@ from dataclasses import dataclass, field
 from hpclab.metrics import StepRecord
 
 
+def split_of(r: StepRecord) -> tuple[float, float, float, float]:
+    """(compute, comm, optim, other) seconds of one step."""
+    compute = r.t_forward + r.t_backward
+    return compute, r.t_comm, r.t_optim, max(r.t_step - compute - r.t_comm - r.t_optim, 0.0)
+
+
 @dataclass
 class RankSeries:
-    steps: list = field(default_factory=list)
-    loss: list = field(default_factory=list)
-    throughput: list = field(default_factory=list)
-    times: list = field(default_factory=list)       # record.time (wall clock)
-    split: list = field(default_factory=list)       # (compute, comm, optim, other)
-    val_steps: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
+    """One rank's records, in arrival order; the series are read off them when asked
+    (adding a record is one append: it happens every step, the reading twice a second)."""
+
+    records: list = field(default_factory=list)
     ordered: bool = True        # steps strictly increasing (no repeats, e.g. after a resume)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def steps(self) -> list[int]:
+        return [r.step for r in self.records]
+
+    @property
+    def loss(self) -> list[float]:
+        return [float(r.loss) for r in self.records]
+
+    @property
+    def throughput(self) -> list[float]:
+        return [r.samples_per_s for r in self.records]
+
+    @property
+    def times(self) -> list[float]:
+        """record.time: the wall clock at each step's end."""
+        return [r.time for r in self.records]
+
+    def split(self, last: int) -> list[tuple[float, float, float, float]]:
+        """(compute, comm, optim, other) of the `last` newest steps."""
+        return [split_of(r) for r in self.records[-last:]]
+
+    @property
+    def val(self) -> list[tuple[int, float]]:
+        """(step, validation loss) of the records that carry one."""
+        return [(r.step, float(r.extra["val_loss"])) for r in self.records
+                if r.extra and r.extra.get("val_loss") is not None]
 
 
 class DashboardState:
@@ -54,24 +87,18 @@ class DashboardState:
     def add(self, records) -> None:
         if isinstance(records, StepRecord):
             records = [records]
+        world = self.world_size
         for r in records:
-            if isinstance(r, dict):
+            if type(r) is dict:
                 r = StepRecord.from_dict(r)
             s = self.ranks[r.rank]
-            if s.steps and r.step <= s.steps[-1]:
+            if s.records and r.step <= s.records[-1].step:
                 s.ordered = False
-            s.steps.append(r.step)
-            s.loss.append(float(r.loss))
-            s.throughput.append(r.samples_per_s)
-            s.times.append(r.time)
-            compute = r.t_forward + r.t_backward
-            other = max(r.t_step - compute - r.t_comm - r.t_optim, 0.0)
-            s.split.append((compute, r.t_comm, r.t_optim, other))
-            if "val_loss" in r.extra and r.extra["val_loss"] is not None:
-                s.val_steps.append(r.step)
-                s.val_loss.append(float(r.extra["val_loss"]))
-            self.world_size = max(self.world_size, r.world_size, r.rank + 1)
+            s.records.append(r)
+            if r.world_size > world or r.rank >= world:
+                world = max(world, r.world_size, r.rank + 1)
             self.n_records += 1
+        self.world_size = world
 
     # -- aggregates -------------------------------------------------------------------
     def _by_step(self, attr: str) -> dict[int, list[float]]:
@@ -82,12 +109,11 @@ class DashboardState:
         return out
 
     def _single(self, attr: str) -> tuple[list[int], list[float]] | None:
-        """One rank, steps in order: its own series is the aggregate (no O(n) regrouping
-        on the training thread of a single-process fit, however long the run)."""
+        """One rank, steps in order: its own series is the aggregate (no regrouping)."""
         if len(self.ranks) != 1:
             return None
         (s,) = self.ranks.values()
-        return (list(s.steps), list(getattr(s, attr))) if s.ordered else None
+        return (s.steps, getattr(s, attr)) if s.ordered else None
 
     def loss_aggregate(self) -> tuple[list[int], list[float]]:
         """Mean loss over the ranks that reported each step."""
@@ -105,7 +131,7 @@ class DashboardState:
     def _by_step_val(self) -> dict[int, list[float]]:
         out: dict[int, list[float]] = defaultdict(list)
         for s in self.ranks.values():
-            for k, v in zip(s.val_steps, s.val_loss):
+            for k, v in s.val:
                 out[k].append(v)
         return out
 
@@ -122,7 +148,7 @@ class DashboardState:
         """Mean (compute, comm, optim, other) seconds per step over the last `window` steps;
         rank=None averages over ranks."""
         ranks = [rank] if rank is not None else sorted(self.ranks)
-        rows = [row for r in ranks for row in self.ranks[r].split[-self.window:]]
+        rows = [row for r in ranks for row in self.ranks[r].split(self.window)]
         if not rows:
             return (0.0, 0.0, 0.0, 0.0)
         return tuple(sum(col) / len(rows) for col in zip(*rows))
@@ -132,7 +158,7 @@ class DashboardState:
         """Steps every rank has finished (the slowest rank sets the pace)."""
         if not self.ranks:
             return 0
-        return min(len(s.steps) for s in self.ranks.values())
+        return min(len(s) for s in self.ranks.values())
 
     @property
     def progress(self) -> float:
@@ -144,7 +170,7 @@ class DashboardState:
         """Wall time per step over the last `window` steps of the slowest rank."""
         worst = None
         for s in self.ranks.values():
-            t = s.times[-(self.window + 1):]
+            t = [r.time for r in s.records[-(self.window + 1):]]
             if len(t) >= 2 and t[-1] > t[0]:
                 per = (t[-1] - t[0]) / (len(t) - 1)
                 worst = per if worst is None else max(worst, per)
@@ -160,12 +186,12 @@ class DashboardState:
     def latest(self) -> tuple[float | None, float | None]:
         """(mean of each rank's last loss, sum of each rank's last samples/s): O(ranks),
         for a status line refreshed twice a second however long the run."""
-        last = [s for s in self.ranks.values() if s.steps]
+        last = [s.records[-1] for s in self.ranks.values() if s.records]
         if not last:
             return None, None
-        return (sum(s.loss[-1] for s in last) / len(last), sum(s.throughput[-1] for s in last))
+        return sum(float(r.loss) for r in last) / len(last), sum(r.samples_per_s for r in last)
 
     @property
     def n_points(self) -> int:
         """Points on the loss plot: what the browser test watches grow."""
-        return sum(len(s.steps) for s in self.ranks.values())
+        return sum(len(s) for s in self.ranks.values())

@@ -51,7 +51,8 @@ function apply(st, msg) {
   }
   for (const [panel, bars] of Object.entries(msg.bars || {})) st.bars[panel] = bars;
   Object.assign(st.values, msg.values || {});
-  if (msg.t) for (const t of msg.t) st.unseen.push(t);
+  // step end times: t0 (s since the epoch) and each one's offset from it in ms
+  if (msg.t) for (const dt of msg.t.ms) st.unseen.push(msg.t.t0 + dt / 1000);
 }
 
 // -- scales and ticks -------------------------------------------------------------------

@@ -18,16 +18,17 @@ from the thread that pushes. A timer thread is the backstop: it sends what is le
 not left behind. It stays out of the way of a caller that pushes more often than that
 (a training loop's callback): a second Python thread sending at every due time takes
 the GIL from the training thread at each of its torch calls, and in `fit` that cost
-the steps 6 % for 2 % of a core of its own work (`hpclab bench dashboard`). The browser draws at most once per animation frame, whatever arrived in
-between (frames are dropped, never queued).
+the steps 6 % for 2 % of a core of its own work (`hpclab bench dashboard`). The
+browser draws at most once per animation frame, whatever arrived in between (frames are
+dropped, never queued).
 
 Messages (kernel → browser): {"kind": "append" | "replace" | "reset", "data": {series:
-[xs, ys]}, "bars": {panel: bars}, "values": {key: latest number}, "t": [record times]};
-a new view of the model (a page reload) sends {"kind": "hello"} and gets a "reset" with
-everything so far. `t` holds
-the time.time() at which each step ended: the browser measures from it to the frame
-that shows the point (`canvas.hpclab.latencies`), the kernel to the moment it sent it
-(`plot.stats.latencies`).
+[xs, ys]}, "bars": {panel: bars}, "values": {key: latest number}, "t": {"t0": seconds,
+"ms": [offsets]}}; a new view of the model (a page reload) sends {"kind": "hello"} and
+gets a "reset" with everything so far. `t` holds the time.time() at which each step
+ended, as t0 + offset/1000 (whole ms: a few digits a step rather than 14): the browser
+measures from it to the frame that shows the point (`canvas.hpclab.latencies`), the
+kernel to the moment it sent it (`plot.stats.latencies`).
 
 Panels: {"id", "title", "xlabel", "kind": "xy" | "bars", "weight", "xlim", "ylim",
 "ylog", "legend"}. Series: {"id", "panel", "color", "width", "alpha", "label",
@@ -68,6 +69,19 @@ def compact(v) -> int | float | None:
     return float(f"{v:.5g}")
 
 
+class SendClock:
+    """When the next message may go, and whether the timer is waiting to send: read by
+    a training loop's callback every step, so a plain object with slots (reaching an
+    attribute of the widget goes through a dozen classes, on caches torch has just
+    filled)."""
+
+    __slots__ = ("due_at", "armed")
+
+    def __init__(self):
+        self.due_at = 0.0       # perf_counter() from which the next message may go
+        self.armed = False      # the timer is waiting to send: push() need not wake it
+
+
 @dataclass
 class StreamStats:
     messages: int = 0
@@ -105,8 +119,8 @@ class LivePlot(anywidget.AnyWidget):
         self._buffer_lock = threading.Lock()    # producers append, the sender takes
         self._send_lock = threading.Lock()      # one message at a time, in order
         self._last_send = 0.0
+        self.clock = SendClock()
         self._wake = threading.Event()
-        self._armed = False         # the timer is waiting to send: push() need not wake it
         self._closed = False
         self._timer: threading.Thread | None = None
         self.before_flush = None    # called before each send (a last chance to buffer)
@@ -156,7 +170,7 @@ class LivePlot(anywidget.AnyWidget):
 
     # -- sending ----------------------------------------------------------------------
     def due(self) -> bool:
-        return time.perf_counter() - self._last_send >= self.interval
+        return time.perf_counter() >= self.clock.due_at
 
     def push(self) -> None:
         """Send the buffer if `interval` has passed since the last message, else make
@@ -164,12 +178,12 @@ class LivePlot(anywidget.AnyWidget):
         if self.due():
             self.flush()
         else:
-            self._arm()
+            self.arm()
 
     def flush(self) -> bool:
         """Send everything buffered now, as one message; False if there was nothing."""
         # disarm first: whatever is pushed from here on arms the timer again
-        self._armed = False
+        self.clock.armed = False
         self._wake.clear()
         if self.before_flush is not None:
             self.before_flush()
@@ -194,8 +208,9 @@ class LivePlot(anywidget.AnyWidget):
                 msg["bars"] = bars
             if values:
                 msg["values"] = values
-            if times:
-                msg["t"] = [round(t, 3) for t in times]
+            if times:           # ms after the first: 1-3 digits each, not 14
+                t0 = round(times[0], 3)
+                msg["t"] = {"t0": t0, "ms": [round(1e3 * (t - t0)) for t in times]}
             self._post(msg)
             now = time.time()
             lat = self.stats.latencies
@@ -208,6 +223,7 @@ class LivePlot(anywidget.AnyWidget):
         self.send(msg)
         self.stats.messages += 1
         self._last_send = time.perf_counter()
+        self.clock.due_at = self._last_send + self.interval
 
     def _on_msg(self, _widget, content, _buffers) -> None:
         if isinstance(content, dict) and content.get("kind") == "hello":
@@ -217,10 +233,11 @@ class LivePlot(anywidget.AnyWidget):
                             "values": self._values})
 
     # -- the timer thread: sends what push() left for later ------------------------------
-    def _arm(self) -> None:
-        if self._armed:             # once per message, not once per point
+    def arm(self) -> None:
+        """Make sure the timer sends what is buffered (push() when not due)."""
+        if self.clock.armed:        # once per message, not once per point
             return
-        self._armed = True
+        self.clock.armed = True
         if self._timer is None and not self._closed:
             self._timer = threading.Thread(target=self._loop, name="hpclab-liveplot",
                                            daemon=True)
