@@ -96,7 +96,7 @@ class StepFeed:
     each attribute of a widget is looked up through a dozen classes (4.9 µs a call
     through the widget, 2.6 µs through this, measured in `fit`)."""
 
-    __slots__ = ("inbox", "clock", "dash", "seconds", "stop")
+    __slots__ = ("clock", "dash", "inbox", "seconds", "stop")
 
     def __init__(self, dash: Dashboard):
         self.inbox: deque = deque()     # records not yet turned into points

@@ -75,7 +75,7 @@ class SendClock:
     attribute of the widget goes through a dozen classes, on caches torch has just
     filled)."""
 
-    __slots__ = ("due_at", "armed")
+    __slots__ = ("armed", "due_at")
 
     def __init__(self):
         self.due_at = 0.0       # perf_counter() from which the next message may go
