@@ -361,6 +361,9 @@ class Dashboard(StaticFallback, W.VBox):
     def attach(self, job) -> Dashboard:
         """Follow a distributed Job: subscribe to its records; Stop calls job.stop()."""
         self._job = job
+        # records come from the thread that receives them, not from the training loop:
+        # the timer may send at the due time without delaying any training step
+        self.plot.timer_lag = 0.0
         job.subscribe(self)
         return self
 

@@ -14,11 +14,13 @@ arrived since the previous one, a few bytes each (floats rounded to 5 significan
 digits). Sending is throttled by wall time: `push()` sends at once when `interval`
 seconds have passed since the last message, so a burst of points becomes one message,
 from the thread that pushes. A timer thread is the backstop: it sends what is left once
-`interval · (1 + TIMER_LAG)` has passed with no message, so the last points of a run are
-not left behind. It stays out of the way of a caller that pushes more often than that
-(a training loop's callback): a second Python thread sending at every due time takes
-the GIL from the training thread at each of its torch calls, and in `fit` that cost
-the steps 6 % for 2 % of a core of its own work (`hpclab bench dashboard`). The
+`interval · (1 + timer_lag)` has passed with no message, so the last points of a run are
+not left behind. With `timer_lag=TIMER_LAG` (the default) it stays out of the way of a
+caller that pushes more often than that (a training loop's callback): a second Python
+thread sending at every due time takes the GIL from the training thread at each of its
+torch calls, and in `fit` that cost the steps 6 % for 2 % of a core of its own work
+(`hpclab bench dashboard`). A caller that is not the training loop (the thread that
+receives a Job's records) sets `timer_lag = 0`: the timer then sends at the due time. The
 browser draws at most once per animation frame, whatever arrived in between (frames are
 dropped, never queued).
 
@@ -52,7 +54,7 @@ import anywidget
 import traitlets as T
 
 MAX_LATENCIES = 100_000
-TIMER_LAG = 0.5       # the timer sends after interval·(1 + TIMER_LAG) without a message
+TIMER_LAG = 0.5       # the timer sends after interval·(1 + timer_lag) without a message
 
 
 def compact(v) -> int | float | None:
@@ -108,6 +110,7 @@ class LivePlot(anywidget.AnyWidget):
         super().__init__(panels=list(panels), series=list(series), height=height,
                          uid=uuid.uuid4().hex, **kwargs)
         self.interval = interval
+        self.timer_lag = TIMER_LAG
         self.stats = StreamStats()
         self._data: dict[str, tuple[list, list]] = {}     # everything sent, for a reset
         self._bars: dict[str, dict] = {}
@@ -249,7 +252,7 @@ class LivePlot(anywidget.AnyWidget):
             self._wake.wait()       # armed: points wait in the buffer
             if self._closed:
                 return
-            delay = self.interval * (1 + TIMER_LAG) - (time.perf_counter() - self._last_send)
+            delay = self.interval * (1 + self.timer_lag) - (time.perf_counter() - self._last_send)
             if delay > 0:
                 time.sleep(delay)
                 continue        # look again: a pusher may have sent (and disarmed) meanwhile
