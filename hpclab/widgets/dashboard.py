@@ -195,7 +195,14 @@ class Dashboard(StaticFallback, W.VBox):
             if self._t_first is None:
                 self._t_first = batch[0].time - batch[0].t_step
             for rec in batch:
-                self._add(rec, points, stamps)
+                if rec.extra:
+                    self._note_extras(rec)
+            if self._state.world_size == 1:
+                self._add_steps(batch, points)
+                stamps.extend([r.time for r in batch])
+            else:
+                for rec in batch:
+                    self._add(rec, points, stamps)
             if self._mfu:
                 if not self.plot.readouts:
                     self.plot.readouts = [{"key": "mfu", "label": "MFU", "format": "percent"}]
@@ -214,32 +221,35 @@ class Dashboard(StaticFallback, W.VBox):
         w.append(value)
         return sum(w) / len(w)
 
+    def _note_extras(self, rec: StepRecord) -> None:
+        """tokens/s and MFU of the record's rank, from what it carries in extra."""
+        if "tokens" in rec.extra and rec.t_step > 0:
+            self._tokens[rec.rank] = rec.extra["tokens"] / rec.t_step
+        if rec.extra.get("mfu") is not None:
+            self._mfu[rec.rank] = self._smoothed(("mfu", rec.rank), rec.extra["mfu"])
+
+    def _add_steps(self, batch: list[StepRecord], points: dict) -> None:
+        """One process: each record is a step of the job, its loss and samples/s."""
+        steps = [r.step for r in batch]
+        points["loss"] = (steps, [r.loss for r in batch])
+        points["thr"] = (steps, [self._smoothed("job", r.samples_per_s) for r in batch])
+        val = [(r.step, float(r.extra["val_loss"])) for r in batch
+               if r.extra and r.extra.get("val_loss") is not None]
+        if val:
+            points["val"] = tuple(zip(*val))
+
     def _add(self, rec: StepRecord, points: dict, stamps: list) -> None:
-        """One record's points into `points` {series: (xs, ys)}, and the end time of a
-        step every rank has finished into `stamps` (the state has the record already)."""
-        world = rec.world_size
-        if world > 1 and not self._multi:
+        """One record of a job of several ranks: its rank's points into `points`
+        {series: (xs, ys)}, and once every rank has finished the step, the job's point and
+        the step's end time (into `stamps`)."""
+        if not self._multi:
             self._go_multi()
-        r, k = rec.rank, rec.step
+        r, k, world = rec.rank, rec.step, max(rec.world_size, 1)
         thr = rec.samples_per_s
-        extra = rec.extra
-        val = extra.get("val_loss") if extra else None
-        if extra:
-            if "tokens" in extra and rec.t_step > 0:
-                self._tokens[r] = extra["tokens"] / rec.t_step
-            if extra.get("mfu") is not None:
-                self._mfu[r] = self._smoothed(("mfu", r), extra["mfu"])
-        if world <= 1:                             # one process: the record is the step
-            _point(points, "loss", k, rec.loss)
-            _point(points, "thr", k, self._smoothed("job", thr))
-            if val is not None:
-                _point(points, "val", k, float(val))
-            stamps.append(rec.time)
-            return
-        if self._multi:
-            self._rank_series(r)
-            _point(points, f"loss:{r}", k, rec.loss)
-            _point(points, f"thr:{r}", k, self._smoothed(r, thr))
+        val = rec.extra.get("val_loss") if rec.extra else None
+        self._rank_series(r)
+        _point(points, f"loss:{r}", k, rec.loss)
+        _point(points, f"thr:{r}", k, self._smoothed(r, thr))
         agg = self._agg.setdefault(k, [0, 0.0, 0.0, 0.0, []])
         agg[0] += 1
         agg[1] += float(rec.loss)
