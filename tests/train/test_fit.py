@@ -189,6 +189,24 @@ def test_callbacks_steps_and_stop_training():
     assert len(h.records) == 19 and h.records[-1].epoch == 2 and h.stop_reason == ""
 
 
+def test_a_callback_with_on_step_is_called_through_it():
+    """A Dashboard passes as `callbacks=[dash]`; fit calls its plain `on_step` object."""
+    class Widgetish:
+        def __init__(self):
+            self.seen = []
+            self.on_step = self.seen.append
+
+        def __call__(self, rec):
+            raise AssertionError("fit called the object, not its on_step")
+
+    cb = Widgetish()
+    model = linear()
+    fit(model, torch.optim.SGD(model.parameters(), lr=0.01),
+        DataLoader(regression_data(), batch_size=8), F.mse_loss, steps=4, callbacks=[cb],
+        progress=False)
+    assert [r.step for r in cb.seen] == list(range(4))
+
+
 def test_scheduler_steps_once_per_step_and_lr_is_recorded():
     model = linear()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
