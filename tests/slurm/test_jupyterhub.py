@@ -260,7 +260,12 @@ class Kernel:
 
     First a kernel_info handshake (resent every few seconds until the kernel answers: a
     kernel that is still starting can miss the first message); then `run(code)` sends an
-    execute_request. Every wait is bounded; running out of time returns what arrived."""
+    execute_request. Every wait is bounded; running out of time returns what arrived. A
+    websocket left idle (the test checking files between two cells) does not answer the
+    server's pings and gets closed: `run` reconnects after IDLE_S, and a closed socket is
+    reopened, as JupyterLab does."""
+
+    IDLE_S = 15.0
 
     def __init__(self, hub: Hub, user: str = USER, timeout: float = 60.0):
         self.hub, self.user = hub, user
@@ -269,9 +274,7 @@ class Kernel:
                           timeout=60)
         assert r.status_code == 201, (r.status_code, r.text[:500])
         self.id = r.json()["id"]
-        ws_url = hub.user_url(f"/api/kernels/{self.id}/channels", user)
-        self.ws = websocket.create_connection(ws_url.replace("http://", "ws://"), timeout=5,
-                                              header=[f"Authorization: token {hub.token}"])
+        self._connect()
         self.session = uuid.uuid4().hex
         self.ready = False
         deadline = time.monotonic() + timeout
@@ -284,6 +287,12 @@ class Kernel:
             elif time.monotonic() - sent > 5:
                 info_id, sent = self._request("kernel_info_request", {}), time.monotonic()
 
+    def _connect(self) -> None:
+        ws_url = self.hub.user_url(f"/api/kernels/{self.id}/channels", self.user)
+        self.ws = websocket.create_connection(ws_url.replace("http://", "ws://"), timeout=5,
+                                              header=[f"Authorization: token {self.hub.token}"])
+        self._last_io = time.monotonic()
+
     def _request(self, msg_type: str, content: dict) -> str:
         msg_id = uuid.uuid4().hex
         self.ws.send(json.dumps({
@@ -294,12 +303,22 @@ class Kernel:
 
     def _next(self) -> dict | None:
         try:
-            return json.loads(self.ws.recv())
+            text = self.ws.recv()
         except websocket.WebSocketTimeoutException:
             return None
+        except websocket.WebSocketConnectionClosedException:
+            text = ""
+        if not text:                # the server closed the socket: open another
+            self._connect()
+            return None
+        self._last_io = time.monotonic()
+        return json.loads(text)
 
     def run(self, code: str, timeout: float = 90.0) -> dict:
         out = {"stdout": "", "error": None, "status": None, "kernel_info": self.ready}
+        if time.monotonic() - self._last_io > self.IDLE_S:
+            self.ws.close()
+            self._connect()
         msg_id = self._request("execute_request", {"code": code, "silent": False,
                                                    "store_history": False,
                                                    "user_expressions": {},
