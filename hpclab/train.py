@@ -268,8 +268,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
     epoch). Validation runs after every epoch and every `eval_every` steps; its metrics go
     into History.evals and into that step's record.extra. Each callback receives every
     StepRecord; a callback may raise StopTraining. An object with an `on_step` attribute
-is called through it (a Dashboard's: a plain object, quicker to reach between two steps
-than the widget). `early_stopping=5` means patience 5.
+    is called through it (a Dashboard's: a plain object, quicker to reach between two
+    steps than the widget). `early_stopping=5` means patience 5.
     flops_per_sample and peak_flops: MFU in every record (see train_step).
     """
     if epochs is None and steps is None:

@@ -14,20 +14,19 @@ Data parallel on engines (`hpclab.parallel.Trainer(...).fit(...)` returns a Job 
     ...                                    # the kernel is free: run other cells
     job.wait(); dash.finish(); dash.snapshot()
 
-The browser draws the plot (liveplot.py / liveplot.js). Calling the dashboard with a
-record turns it into a few points (each rank's loss and samples/s, and once every rank
-has reported a step, the job's mean loss and total samples/s) and buffers them; every
-`interval` seconds (0.1) the buffer goes to the browser as one message, from the
-calling thread when a record arrives, else from the plot's timer thread. A call only
-queues its records (a deque append and a clock comparison, on a plain object:
-`dash.on_step`, what `fit` calls); they become points and state in one batch just
-before each message. Records that carry the model FLOPs
-utilisation (extra["mfu"], hpclab.flops) add a readout above the plot: "MFU x %", the
-mean over ranks of each rank's last SMOOTH steps. The numbers (progress,
-points, status line with samples/s, tokens/s and ETA) follow every 0.5 s. Colours: one
-per rank, the same in the three panels; black for the whole job. `dash.snapshot()`
-returns a static PNG of the same picture (matplotlib, dashboard_plot.py) for exported
-HTML, slides and CI; a notebook executed headless shows that picture too.
+The browser draws the plot (liveplot.py / liveplot.js). A call with a record only queues
+it (a deque append and a clock comparison, on a plain object: `dash.on_step`, what `fit`
+calls). Every `interval` seconds (0.1) the queued records become state and points in one
+batch (each rank's loss and samples/s, and once every rank has reported a step, the
+job's mean loss and total samples/s), sent to the browser as one message from the
+calling thread; the plot's timer thread sends what is left when no record comes.
+Records that carry the model FLOPs utilisation (extra["mfu"], hpclab.flops) add a
+readout above the plot: "MFU x %", the mean over ranks of each rank's last SMOOTH steps.
+The numbers (progress, points, status line with samples/s, tokens/s and ETA) follow
+every 0.5 s. Colours: one per rank, the same in the three panels; black for the whole
+job. `dash.snapshot()` returns a static PNG of the same picture (matplotlib,
+dashboard_plot.py) for exported HTML, slides and CI; a notebook executed headless shows
+that picture too.
 """
 
 from __future__ import annotations
@@ -198,8 +197,7 @@ class Dashboard(StaticFallback, W.VBox):
                 if rec.extra:
                     self._note_extras(rec)
             if self._state.world_size == 1:
-                self._add_steps(batch, points)
-                stamps.extend([r.time for r in batch])
+                self._add_steps(batch, points, stamps)
             else:
                 for rec in batch:
                     self._add(rec, points, stamps)
@@ -228,8 +226,9 @@ class Dashboard(StaticFallback, W.VBox):
         if rec.extra.get("mfu") is not None:
             self._mfu[rec.rank] = self._smoothed(("mfu", rec.rank), rec.extra["mfu"])
 
-    def _add_steps(self, batch: list[StepRecord], points: dict) -> None:
-        """One process: each record is a step of the job, its loss and samples/s."""
+    def _add_steps(self, batch: list[StepRecord], points: dict, stamps: list) -> None:
+        """One process: each record is a step of the job, its loss and samples/s, and
+        its end time (into `stamps`)."""
         steps = [r.step for r in batch]
         points["loss"] = (steps, [r.loss for r in batch])
         points["thr"] = (steps, [self._smoothed("job", r.samples_per_s) for r in batch])
@@ -237,6 +236,7 @@ class Dashboard(StaticFallback, W.VBox):
                if r.extra and r.extra.get("val_loss") is not None]
         if val:
             points["val"] = tuple(zip(*val))
+        stamps.extend([r.time for r in batch])
 
     def _add(self, rec: StepRecord, points: dict, stamps: list) -> None:
         """One record of a job of several ranks: its rank's points into `points`
@@ -404,7 +404,7 @@ class Dashboard(StaticFallback, W.VBox):
         thread: the caller waits for them, computing or waiting for a lock), plus the CPU
         time of its own threads (the plot's timer, the delayed number updates). The calls
         are timed by the wall clock, a few ns to read: a thread CPU clock is a system call
-        that costs a thread coming back from torch 3 µs, half of what queueing a record
+        that costs a thread coming back from torch 3 µs, more than queueing a record
         costs. Training loses this much, and more only through its caches and the GIL's
         hand-offs (the A/B step time of `hpclab bench dashboard` sees those)."""
         return self.on_step.seconds + self._numbers_cpu + self.plot.stats.timer_cpu

@@ -56,11 +56,6 @@ class RankSeries:
     def throughput(self) -> list[float]:
         return [r.samples_per_s for r in self.records]
 
-    @property
-    def times(self) -> list[float]:
-        """record.time: the wall clock at each step's end."""
-        return [r.time for r in self.records]
-
     def split(self, last: int) -> list[tuple[float, float, float, float]]:
         """(compute, comm, optim, other) of the `last` newest steps."""
         return [split_of(r) for r in self.records[-last:]]
